@@ -1,0 +1,43 @@
+"""Shared pieces of the CLI: config options, one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from elmd.config import ELMDConfig, format_config, load_config
+from elmd.errors import ElmdError
+
+
+def config_options(fn):
+    """Add ``--config NAME|PATH`` and repeatable ``--set key=value`` to a command."""
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                      help="Override a config field, e.g. --set train.lr=1e-4 (repeatable).")(fn)
+    fn = click.option("--config", "config", default="tiny", show_default=True,
+                      help="Preset name (configs/NAME.yaml) or path to a YAML config.")(fn)
+    return fn
+
+
+def resolve(config: str, overrides, quiet: bool = False) -> ELMDConfig:
+    """Load the config and print it (the resolved config is printed at the start of every run)."""
+    cfg = load_config(config, list(overrides))
+    if not quiet:
+        click.echo(f"# config: {config} {' '.join(overrides)}".rstrip(), err=True)
+        click.echo(format_config(cfg), err=True)
+    return cfg
+
+
+def friendly_errors(fn):
+    """Turn :class:`ElmdError` into ``error: <message>`` on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ElmdError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+    return wrapper

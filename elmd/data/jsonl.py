@@ -1,0 +1,85 @@
+"""Reading and validating the canonical dialogue JSONL (format in :mod:`elmd.data.schema`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from elmd.data.labels import LabelSet
+from elmd.data.schema import Dialogue, Sample, Turn, build_samples
+from elmd.errors import DataError
+
+_FIX_LABEL = "use one of the label set's ids, or declare another set with data.labels=[...]"
+
+
+def read_dialogues(path: str | Path, labels: LabelSet | None = None, resolve_videos: bool = True) -> list[Dialogue]:
+    """Read one dialogue per line; every problem raises :class:`DataError` naming file and line.
+
+    Relative ``video`` paths are made relative to the current folder's view of the file
+    (i.e. joined to the JSONL's folder) when ``resolve_videos`` is true.
+    """
+    path = Path(path)
+    labels = labels or LabelSet()
+    if not path.exists():
+        raise DataError(path, "file not found", "check the path, or create it with `elmd data prepare`")
+    if path.is_dir():
+        raise DataError(path, "is a folder, expected a .jsonl file", "pass e.g. DIR/train.jsonl")
+    dialogues, seen = [], {}
+    with path.open(encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(path, f"malformed JSON ({e.msg} at column {e.colno})", "fix or delete the line", lineno) from None
+            d = parse_dialogue(raw, labels, path, lineno)
+            if d.dialogue_id in seen:
+                raise DataError(path, f"dialogue_id '{d.dialogue_id}' repeats line {seen[d.dialogue_id]}", "give every dialogue a unique id", lineno)
+            seen[d.dialogue_id] = lineno
+            if resolve_videos:
+                for t in d.turns:
+                    if t.video and not Path(t.video).is_absolute():
+                        t.video = str(path.parent / t.video)
+            dialogues.append(d)
+    if not dialogues:
+        raise DataError(path, "contains no dialogues", "check that the file is the canonical JSONL (one dialogue per line)")
+    return dialogues
+
+
+def parse_dialogue(raw, labels: LabelSet, path, lineno: int) -> Dialogue:
+    if not isinstance(raw, dict):
+        raise DataError(path, "expected a JSON object per line", "see the format in data/README.md", lineno)
+    for key in ("dialogue_id", "turns"):
+        if key not in raw:
+            raise DataError(path, f"missing field '{key}'", "every line needs dialogue_id and turns", lineno)
+    if not isinstance(raw["turns"], list) or not raw["turns"]:
+        raise DataError(path, "'turns' must be a non-empty list", "drop empty dialogues", lineno)
+    turns = [_parse_turn(t, k, labels, path, lineno) for k, t in enumerate(raw["turns"])]
+    return Dialogue(
+        dialogue_id=str(raw["dialogue_id"]),
+        series=str(raw.get("series") or ""),
+        background=str(raw.get("background") or ""),
+        turns=turns,
+    )
+
+
+def _parse_turn(t, k: int, labels: LabelSet, path, lineno: int) -> Turn:
+    if not isinstance(t, dict):
+        raise DataError(path, f"turn {k} is not an object", "write turns as {speaker, text, emotion}", lineno)
+    text = t.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(path, f"turn {k} has empty text", "remove the turn or fill in its text", lineno)
+    emotion = t.get("emotion")
+    if emotion is not None and emotion not in labels:
+        raise DataError(path, f"unknown emotion label '{emotion}' in turn {k} (known: {', '.join(labels.ids)})", _FIX_LABEL, lineno)
+    video = t.get("video")
+    if video is not None and not isinstance(video, str):
+        raise DataError(path, f"turn {k}: 'video' must be a path string", "write a relative or absolute path", lineno)
+    return Turn(speaker=str(t.get("speaker") or ""), text=text.strip(), emotion=emotion, video=video or None)
+
+
+def read_samples(path: str | Path, labels: LabelSet | None = None, max_samples: int = 0) -> list[Sample]:
+    """Dialogues of ``path`` turned into samples (at most ``max_samples`` when > 0)."""
+    samples = build_samples(read_dialogues(path, labels))
+    return samples[:max_samples] if max_samples > 0 else samples

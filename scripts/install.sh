@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Create or reuse .venv and install elmd with its dependencies.
+# torch goes first (ELMD_TORCH, default torch==2.13.0: the CPU build on machines without CUDA);
+# everything else is installed under a constraint that keeps that torch, because an unpinned
+# resolve pulls a CUDA torch and gigabytes of nvidia-* packages.
+# Idempotent: a second run with unchanged setup.py/constraints only checks and returns.
+#   ELMD_VENV=path      virtual environment folder (default .venv)
+#   ELMD_TORCH=spec     torch requirement to install first (default torch==2.13.0)
+#   ELMD_EXTRAS=test    extras of elmd to install (e.g. "test,gpu" on a CUDA machine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${ELMD_VENV:-.venv}"
+TORCH="${ELMD_TORCH:-torch==2.13.0}"
+EXTRAS="${ELMD_EXTRAS:-test}"
+PY="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[install] creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+
+stamp="$VENV/.elmd-install-stamp"
+want="$(cat setup.py constraints.txt | sha256sum | cut -c1-16) $TORCH $EXTRAS"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VPY" -c "import elmd, retrieval, torch" 2>/dev/null; then
+  echo "[install] up to date ($VENV)"
+  exit 0
+fi
+
+"$VPY" -m pip install -q --upgrade pip
+echo "[install] $TORCH"
+"$VPY" -m pip install -q "$TORCH"
+tmpc="$(mktemp)"; trap 'rm -f "$tmpc"' EXIT
+grep -v '^torch' constraints.txt > "$tmpc" || true
+"$VPY" -c "import torch; print('torch==' + torch.__version__.split('+')[0])" >> "$tmpc"
+echo "[install] elmd[$EXTRAS] and dependencies (torch kept at $(tail -n1 "$tmpc"))"
+"$VPY" -m pip install -q -c "$tmpc" -e ".[$EXTRAS]"
+echo "$want" > "$stamp"
+echo "[install] done: $("$VPY" -c 'import torch, transformers; print("torch", torch.__version__, "| transformers", transformers.__version__)')"

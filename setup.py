@@ -1,0 +1,42 @@
+"""elmd: ELMD (Speak From Heart, ICMR 2024) — emotion-guided multimodal dialogue generation."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="elmd",
+    version="0.1.0",
+    description="Emotion-guided multimodal dialogue generation with ChatGLM2 (ELMD, ICMR 2024)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["elmd", "elmd.*", "retrieval", "retrieval.*"]),
+    install_requires=[
+        "torch>=2.1",
+        "transformers>=5.0",
+        "sentence-transformers>=3.0",
+        "tokenizers",
+        "sentencepiece",
+        "safetensors",
+        "peft>=0.13",
+        "accelerate>=1.0",
+        "faiss-cpu>=1.8",
+        "decord",
+        "opencv-python-headless",
+        "imageio-ffmpeg",
+        "numpy",
+        "pillow",
+        "pyyaml",
+        "click>=8",
+        "tqdm",
+        "jieba",
+        "rouge-chinese",
+        "nltk",
+        "matplotlib",
+    ],
+    extras_require={
+        "gpu": ["faiss-gpu-cu12", "deepspeed"],
+        "test": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": ["elmd=elmd.cli.main:main"]},
+)
