@@ -170,8 +170,14 @@ def config_from_dict(raw: dict) -> ELMDConfig:
     return cfg
 
 
-def format_config(cfg, with_docs: bool = False) -> str:
-    """YAML text of ``cfg``; with ``with_docs`` each field is preceded by its docstring."""
+def format_config(cfg, with_docs: bool = False, compact: bool = False) -> str:
+    """YAML text of ``cfg``; with ``with_docs`` each field is preceded by its docstring;
+    ``compact`` writes one line per section (what commands print at start)."""
+    if compact:
+        return "".join(
+            f"{k}: " + yaml.safe_dump(v, sort_keys=False, allow_unicode=True, default_flow_style=True, width=10**6)
+            for k, v in config_to_dict(cfg).items()
+        )
     if not with_docs:
         return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
     return "\n".join(_doc_lines(cfg, 0)) + "\n"

@@ -25,7 +25,7 @@ def resolve(config: str, overrides, quiet: bool = False) -> ELMDConfig:
     cfg = load_config(config, list(overrides))
     if not quiet:
         click.echo(f"# config: {config} {' '.join(overrides)}".rstrip(), err=True)
-        click.echo(format_config(cfg), err=True)
+        click.echo(format_config(cfg, compact=True), err=True)
     return cfg
 
 

@@ -1,0 +1,117 @@
+"""`elmd data prepare`: import a corpus (M3ED annotation.json, CPED CSV or canonical JSONL), split
+it and write ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``, ``stats.json`` and ``config.yaml``.
+
+All files are first written to a staging folder inside ``out`` and then renamed into place, with
+``stats.json`` last: a failed run leaves the previous outputs untouched and no half-written split.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from elmd.data.config import DataConfig
+from elmd.data.cped import read_cped
+from elmd.data.jsonl import read_dialogues
+from elmd.data.labels import LabelSet, label_set_from_config
+from elmd.data.m3ed import read_m3ed
+from elmd.data.schema import Dialogue, build_samples
+from elmd.data.split import SPLITS, split_dialogues
+from elmd.errors import DataError, ElmdError
+from elmd.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+
+FORMATS = ("m3ed", "cped", "jsonl")
+
+
+def load_corpus(fmt: str, path: str | Path, labels: LabelSet, keep_negative_other: bool = False, video_template: str | None = None) -> list[Dialogue]:
+    """Read any supported input format into canonical dialogues, checking labels."""
+    if fmt == "cped":
+        dialogues = read_cped(path, keep_negative_other, video_template)
+    elif fmt == "m3ed":
+        dialogues = read_m3ed(path, video_template)
+    elif fmt == "jsonl":
+        dialogues = read_dialogues(path, labels, resolve_videos=False)
+    else:
+        raise ElmdError(f"unknown format '{fmt}' — use one of {', '.join(FORMATS)}")
+    for d in dialogues:
+        for t in d.turns:
+            if t.emotion is not None and t.emotion not in labels:
+                raise DataError(path, f"label '{t.emotion}' (dialogue {d.dialogue_id}) is not in the label set {list(labels.ids)}",
+                                f"add it with --set 'data.labels=[...,{t.emotion}]'")
+    return dialogues
+
+
+def split_stats(dialogues: list[Dialogue]) -> dict:
+    samples = build_samples(dialogues)
+    return {
+        "dialogues": len(dialogues),
+        "utterances": sum(len(d.turns) for d in dialogues),
+        "samples": len(samples),
+        "utterance_emotions": dict(sorted(Counter(t.emotion or "unlabelled" for d in dialogues for t in d.turns).items())),
+        "target_emotions": dict(sorted(Counter(s.target_emotion for s in samples).items())),
+        "with_video": sum(1 for s in samples if s.video),
+    }
+
+
+def _portable(dialogues: list[Dialogue], src_dir: Path, out: Path) -> list[dict]:
+    """Canonical rows with relative video paths (relative to the input file's folder) rewritten
+    relative to the output folder; absolute paths stay as they are."""
+    rows = []
+    for d in dialogues:
+        row = d.to_dict()
+        for t in row["turns"]:
+            if t.get("video") and not os.path.isabs(t["video"]):
+                t["video"] = os.path.relpath((src_dir / t["video"]).resolve(), out.resolve())
+        rows.append(row)
+    return rows
+
+
+def prepare(fmt: str, input_path: str | Path, out: str | Path, cfg: DataConfig, *,
+            keep_negative_other: bool = False, video_template: str | None = None) -> dict:
+    """Import, split 8:1:1 (cfg.split_ratios) by cfg.split_by with cfg.seed, write the folder."""
+    out = Path(out)
+    labels = label_set_from_config(cfg.labels, cfg.label_names)
+    if keep_negative_other and "negative-other" not in labels:
+        labels = LabelSet(labels.ids + ("negative-other",), labels.names)
+    dialogues = load_corpus(fmt, input_path, labels, keep_negative_other, video_template)
+    splits = split_dialogues(dialogues, cfg.split_ratios, cfg.split_by, cfg.seed)
+    stats = {
+        "format": fmt,
+        "input": str(input_path),
+        "split_by": cfg.split_by,
+        "split_ratios": cfg.split_ratios,
+        "seed": cfg.seed,
+        "labels": list(labels.ids),
+        "keep_negative_other": keep_negative_other,
+        "splits": {name: split_stats(part) for name, part in splits.items()},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out))
+    try:
+        for name in SPLITS:
+            atomic_write_jsonl(staging / f"{name}.jsonl", _portable(splits[name], Path(input_path).parent, out))
+        atomic_write_text(staging / "config.yaml", yaml.safe_dump({"data": asdict(cfg)}, sort_keys=False, allow_unicode=True))
+        atomic_write_json(staging / "stats.json", stats)
+        for name in [f"{s}.jsonl" for s in SPLITS] + ["config.yaml", "stats.json"]:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return stats
+
+
+def format_stats(stats: dict) -> str:
+    """A small text table of a stats.json."""
+    labels = sorted({lab for s in stats["splits"].values() for lab in s["target_emotions"]})
+    head = f"{'split':<6} {'dialogues':>9} {'utterances':>10} {'samples':>8}  " + " ".join(f"{lab:>8}" for lab in labels)
+    lines = [head, "-" * len(head)]
+    for name, s in stats["splits"].items():
+        counts = " ".join(f"{s['target_emotions'].get(lab, 0):>8}" for lab in labels)
+        lines.append(f"{name:<6} {s['dialogues']:>9} {s['utterances']:>10} {s['samples']:>8}  {counts}")
+    lines.append("(label columns: samples per target emotion, i.e. the emotion of the response)")
+    return "\n".join(lines)
