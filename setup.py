@@ -31,7 +31,7 @@ setup(
         "tqdm",
         "jieba",
         "rouge-chinese",
-        "nltk",
+        "nltk>=3.8",
         "matplotlib",
     ],
     extras_require={

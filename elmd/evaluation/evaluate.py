@@ -1,0 +1,192 @@
+"""`elmd evaluate`: score a prediction file with the metrics of the paper's Table 2 (Sec. 5.1).
+
+Prediction file (written by `elmd generate`), one JSON object per line::
+
+    {"sample_id": "d1#3", "emotion_pred": "happy" | null, "response": "...", "reference": "...",
+     "reference_emotion": "happy", "demonstration": "..."}
+
+``emotion_pred`` is null when no label could be parsed from the generated text; ``response`` may
+be "" (or null). Neither makes evaluation fail: both are counted in ``report.json``.
+
+Scores (× 100, like Table 2) are *means of per-sample scores* (sentence level), the same
+definition as ChatGLM2's ``ptuning/main.py`` so numbers are comparable with ChatGLM2-based work;
+Dist-n is a corpus statistic and the corpus-level BLEU is given under ``extra``. Samples with an
+empty response stay in every mean with score 0 (dropping them would reward empty outputs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from elmd import __version__
+from elmd.errors import DataError
+from elmd.evaluation import metrics as M
+from elmd.evaluation.tokenize import CHARS_DOC, WORDS_DOC, chars, words
+from elmd.io import atomic_write_json, file_sha256
+
+METRICS = ("BLEU-2", "BLEU-4", "METEOR", "ROUGE-1", "ROUGE-L", "Dist-1", "Dist-2", "Emo-Acc", "Emo-F1")
+"""Columns of Tables 2 and 3, in order; the keys of ``report.json["metrics"]``."""
+
+TOKENISATION = {
+    "BLEU-2": CHARS_DOC, "BLEU-4": CHARS_DOC,
+    "METEOR": WORDS_DOC, "ROUGE-1": WORDS_DOC, "ROUGE-L": WORDS_DOC,
+    "Dist-1": WORDS_DOC, "Dist-2": WORDS_DOC,
+    "Emo-Acc": "label ids from the prediction file", "Emo-F1": "label ids from the prediction file",
+}
+
+DEFINITIONS = {
+    "BLEU-2": f"mean over samples of nltk sentence_bleu, weights (1/2,1/2), SmoothingFunction().{M.BLEU_SMOOTHING}",
+    "BLEU-4": f"mean over samples of nltk sentence_bleu, weights (1/4,)*4, SmoothingFunction().{M.BLEU_SMOOTHING}",
+    "METEOR": "mean over samples of nltk meteor_score (alpha 0.9, beta 3, gamma 0.5), exact + Porter-stem "
+              "matching only: WordNet synonyms disabled (English-only, not available offline)",
+    "ROUGE-1": "mean over samples of rouge_chinese rouge-1 F (distinct unigrams)",
+    "ROUGE-L": "mean over samples of rouge_chinese rouge-l F (longest common subsequence)",
+    "Dist-1": "distinct unigrams / all unigrams over all responses",
+    "Dist-2": "distinct bigrams / all bigrams over all responses (within a response)",
+    "Emo-Acc": "share of samples whose predicted label equals the reference label (unparsable = wrong)",
+    "Emo-F1": "unweighted mean of per-label F1 over labels in references ∪ predictions (unparsable = wrong)",
+}
+
+_FIX = "each line must be a JSON object with string 'response' and 'reference' (as `elmd generate` writes)"
+
+
+@dataclass
+class Prediction:
+    """One line of a prediction file."""
+
+    sample_id: str | None
+    response: str
+    reference: str
+    emotion_pred: str | None = None
+    reference_emotion: str | None = None
+
+
+def read_predictions(path: str | Path) -> list[Prediction]:
+    """Parse a prediction JSONL; any problem raises :class:`DataError` naming ``file:line``."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "prediction file not found", "check the path, or write it with `elmd generate`")
+    if path.is_dir():
+        raise DataError(path, "is a folder, expected a prediction .jsonl file", "pass e.g. RUN/preds.jsonl")
+    preds, seen = [], {}
+    try:
+        with path.open(encoding="utf-8-sig") as f:
+            for lineno, line in enumerate(f, start=1):
+                if line.strip():
+                    p = _parse_line(line, path, lineno)
+                    if p.sample_id is not None and p.sample_id in seen:
+                        raise DataError(path, f"sample_id '{p.sample_id}' repeats line {seen[p.sample_id]}",
+                                        "remove duplicate predictions (was the file appended twice?)", lineno)
+                    seen[p.sample_id] = lineno
+                    preds.append(p)
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text ({e.reason})", "write the predictions as UTF-8 JSONL") from None
+    if not preds:
+        raise DataError(path, "contains no predictions", "generate them with `elmd generate`")
+    return preds
+
+
+def _parse_line(line: str, path: Path, lineno: int) -> Prediction:
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"malformed JSON ({e.msg} at column {e.colno})", "fix or delete the line", lineno) from None
+    if not isinstance(raw, dict):
+        raise DataError(path, "expected a JSON object per line", _FIX, lineno)
+    if "reference" not in raw:
+        raise DataError(path, "missing field 'reference'", _FIX, lineno)
+    for key, nullable in (("response", True), ("reference", False), ("emotion_pred", True), ("reference_emotion", True)):
+        value = raw.get(key)
+        if not (isinstance(value, str) or (value is None and nullable)):
+            raise DataError(path, f"field '{key}' must be a string{' or null' if nullable else ''}, got {value!r}", _FIX, lineno)
+    sid = raw.get("sample_id")
+    if sid is not None and not isinstance(sid, (str, int)):
+        raise DataError(path, f"field 'sample_id' must be a string, got {sid!r}", _FIX, lineno)
+    return Prediction(
+        sample_id=None if sid is None else str(sid),
+        response=raw.get("response") or "",
+        reference=raw["reference"],
+        emotion_pred=raw.get("emotion_pred"),
+        reference_emotion=raw.get("reference_emotion"),
+    )
+
+
+def score_predictions(preds: list[Prediction], progress: bool = False) -> dict:
+    """Metrics (× 100), extras, counts and per-label emotion scores of ``preds``."""
+    sums = dict.fromkeys(("BLEU-2", "BLEU-4", "METEOR", "ROUGE-1", "ROUGE-2", "ROUGE-L"), 0.0)
+    hyp_chars, ref_chars, hyp_words = [], [], []
+    for p in tqdm(preds, desc="scoring", unit="sample", disable=None if progress else True):
+        hc, rc, hw, rw = chars(p.response), chars(p.reference), words(p.response), words(p.reference)
+        sums["BLEU-2"] += M.sentence_bleu(hc, rc, 2)
+        sums["BLEU-4"] += M.sentence_bleu(hc, rc, 4)
+        sums["METEOR"] += M.meteor(hw, rw)
+        r = M.rouge(hw, rw)
+        sums["ROUGE-1"] += r["rouge-1"]
+        sums["ROUGE-2"] += r["rouge-2"]
+        sums["ROUGE-L"] += r["rouge-l"]
+        hyp_chars.append(hc)
+        ref_chars.append(rc)
+        hyp_words.append(hw)
+    n = len(preds)
+    metrics = {k: 100 * sums[k] / n for k in ("BLEU-2", "BLEU-4", "METEOR", "ROUGE-1", "ROUGE-L")}
+    metrics["Dist-1"] = 100 * M.distinct(hyp_words, 1)
+    metrics["Dist-2"] = 100 * M.distinct(hyp_words, 2)
+    emo_items = [p for p in preds if p.reference_emotion is not None]
+    emo = M.emotion_scores([p.emotion_pred for p in emo_items], [p.reference_emotion for p in emo_items]) if emo_items else None
+    metrics["Emo-Acc"] = 100 * emo["accuracy"] if emo else None
+    metrics["Emo-F1"] = 100 * emo["macro_f1"] if emo else None
+    extra = {
+        "ROUGE-2": 100 * sums["ROUGE-2"] / n,
+        "BLEU-2 (corpus)": 100 * M.corpus_bleu(hyp_chars, ref_chars, 2),
+        "BLEU-4 (corpus)": 100 * M.corpus_bleu(hyp_chars, ref_chars, 4),
+        "Dist-1 (chars)": 100 * M.distinct(hyp_chars, 1),
+        "Dist-2 (chars)": 100 * M.distinct(hyp_chars, 2),
+    }
+    counts = {
+        "samples": n,
+        "empty_hypotheses": sum(1 for h in hyp_chars if not h),
+        "empty_references": sum(1 for r in ref_chars if not r),
+        "emotion_samples": len(emo_items),
+        "unparsable_emotions": sum(1 for p in emo_items if p.emotion_pred is None),
+    }
+    return {"metrics": metrics, "extra": extra, "counts": counts,
+            "emotion_per_label": emo["per_label"] if emo else {}}
+
+
+def resolve_out(out: str | Path) -> Path:
+    """``--out`` is the report file when it ends in .json, else the folder to put report.json in."""
+    out = Path(out)
+    return out if out.suffix == ".json" else out / "report.json"
+
+
+def evaluate_file(pred_path: str | Path, out: str | Path, name: str | None = None, progress: bool = True) -> dict:
+    """Score ``pred_path`` and write the report (atomically) to ``out``; returns the report."""
+    pred_path = Path(pred_path)
+    preds = read_predictions(pred_path)
+    report = {"name": name} if name else {}
+    report.update(score_predictions(preds, progress=progress))
+    report["scale"] = "scores x 100; per-sample means except Dist-n and the corpus BLEU extras"
+    report["tokenisation"] = dict(TOKENISATION)
+    report["definitions"] = dict(DEFINITIONS)
+    report["extra_definitions"] = {
+        "ROUGE-2": "mean over samples of rouge_chinese rouge-2 F (jieba words, distinct bigrams)",
+        "BLEU-n (corpus)": f"nltk corpus_bleu over all samples (characters, SmoothingFunction().{M.BLEU_SMOOTHING})",
+        "Dist-n (chars)": "Dist-n over characters instead of jieba words",
+    }
+    report["empty_handling"] = "an empty response or reference scores 0 on BLEU/METEOR/ROUGE and stays in the mean"
+    report["predictions"] = {"path": str(pred_path.resolve()), "sha256": file_sha256(pred_path)}
+    report["elmd_version"] = __version__
+    atomic_write_json(resolve_out(out), report)
+    return report
+
+
+def format_summary(report: dict) -> str:
+    """A few lines for the terminal: the Table-2 metrics and the counts."""
+    m, c = report["metrics"], report["counts"]
+    vals = "  ".join(f"{k} {'-' if m[k] is None else format(m[k], '.2f')}" for k in METRICS)
+    return (f"{vals}\nsamples {c['samples']}  empty responses {c['empty_hypotheses']}  "
+            f"empty references {c['empty_references']}  unparsable emotions {c['unparsable_emotions']}")
