@@ -12,7 +12,8 @@ class LLMConfig:
     path: str = ""
     """Local folder with converted ChatGLM2-6B weights (`elmd convert chatglm2`)."""
     tokenizer: str = ""
-    """Local ChatGLM2 `tokenizer.model`; empty = the in-process SentencePiece model (tiny)."""
+    """Local ChatGLM2 `tokenizer.model`; empty = `path`/tokenizer.model (chatglm2-6b) or, for tiny,
+    a SentencePiece model trained in-process on data.train's texts, cached beside it."""
     dtype: str = "float32"
     """dtype of the frozen LLM: float32 (CPU), bfloat16 or float16 (GPU)."""
 
@@ -29,6 +30,18 @@ class VisionConfig:
     """Q-Former learned queries (BLIP-2: 32)."""
     use_video: bool = True
     """Feed video tokens (False = the 'w/o V' ablation)."""
+    format: str = "auto"
+    """Checkpoint layout of `path`: auto (config.json with model_type blip-2 = blip2, else visualglm),
+    blip2 (transformers Blip2* folder) or visualglm (VisualGLM-6B / SAT weights)."""
+    backend: str = "auto"
+    """Video decoder: auto (decord, OpenCV when decord fails or is missing), decord or opencv."""
+    on_bad_video: str = "error"
+    """Missing / corrupt / empty video: error (stop, naming the file) or zero (all-zero features,
+    a warning, and a count in the summary)."""
+    feature_cache: str = ""
+    """Folder of cached Q-Former features (`elmd features extract`); empty = encode on the fly."""
+    encode_batch_size: int = 32
+    """Frames per ViT + Q-Former forward pass."""
 
 
 @dataclass

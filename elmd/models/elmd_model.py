@@ -1,0 +1,150 @@
+"""The ELMD model (paper Sec. 3.4-3.5, Fig. 2): frozen ChatGLM2 + trainable video projector (+ prefix).
+
+The prompt's token embeddings (:mod:`elmd.models.prompt`) get the video tokens
+E_v = Linear([V_t; V_s]) (:class:`elmd.models.pooling.VideoProjector`) spliced into their
+placeholder positions (:func:`elmd.models.splice.splice_video`); the frozen LLM then gives the
+next-token loss on the target (emotion word, and in stage eerg the response). Position ids count
+real tokens only, so left padding does not change a sample's result (the same rule that
+``generate`` applies).
+
+Stage ``eerg`` (Eq. 11) adds a p-tuning v2 prefix (:mod:`elmd.models.prefix`, :meth:`ELMDModel.attach_prefix`):
+its P keys/values per layer are the LLM's initial cache, the attention mask gets P ones on the left
+and the position ids still count the real tokens only (as ChatGLM2's p-tuning v2). ``generate`` feeds
+the same cache to ``GlmForCausalLM.generate`` together with P dummy embeddings and dummy positions
+in front of the prompt: generate drops the first ``cache length`` embeddings of ``inputs_embeds``
+(it takes them for tokens already in the cache), so without the dummies it would silently drop the
+first P prompt embeddings.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from elmd.errors import ElmdError
+from elmd.models.glm import freeze
+from elmd.models.prefix import PrefixEncoder, extend_attention_mask, real_positions
+from elmd.models.splice import splice_video
+
+
+class ELMDModel(nn.Module):
+    """``llm`` (a frozen ``GlmForCausalLM``) + ``projector`` (trainable, q -> hidden) + optional ``prefix``."""
+
+    def __init__(self, llm: nn.Module, projector: nn.Module, prefix: PrefixEncoder | None = None):
+        super().__init__()
+        self.llm = freeze(llm)
+        self.projector = projector
+        self.register_module("prefix", prefix)
+
+    def attach_prefix(self, pre_seq_len: int, projection: bool = False, projection_hidden: int = 0,
+                      dropout: float = 0.0, seed: int | None = None) -> PrefixEncoder:
+        """Add a fresh p-tuning v2 prefix (stage eerg), float32, on the LLM's device; returns it.
+
+        ``projection_hidden`` 0 = the LLM's hidden size; ``seed`` makes the init reproducible.
+        From a config: ``model.attach_prefix(**prefix_kwargs(cfg.train), seed=cfg.train.seed)``.
+        """
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            prefix = PrefixEncoder.for_llm(self.llm.config, pre_seq_len, projection, projection_hidden, dropout)
+        self.prefix = prefix.to(self.llm.get_input_embeddings().weight.device)
+        return self.prefix
+
+    def _prefix_inputs(self, embeds: torch.Tensor, attention_mask: torch.Tensor, rows: int | None = None):
+        """(past_key_values, attention mask [B, P + T]) of the prefix; (None, mask) without one."""
+        if self.prefix is None:
+            return None, attention_mask
+        cache = self.prefix.cache(rows or embeds.shape[0], self.llm.config, embeds.dtype)
+        return cache, extend_attention_mask(attention_mask, self.prefix.pre_seq_len)
+
+    def embed(self, input_ids, video_mask=None, video_feats=None, video_present=None) -> torch.Tensor:
+        """Prompt embeddings [B, T, D] with the video tokens spliced in (video_feats [B, m, Q, q])."""
+        embeds = self.llm.get_input_embeddings()(input_ids)  # [B, T, D]
+        if video_mask is None or not video_mask.any():
+            return embeds
+        if video_feats is None:
+            raise ValueError("the batch has video positions but no video_feats were given")
+        if video_present is not None and not torch.equal(video_present.bool(), video_mask.any(dim=1)):
+            raise ValueError("video_present does not match the rows of video_mask that hold video positions")
+        video_embeds = self.projector(video_feats)  # [B, m + Q, D]
+        return splice_video(embeds, video_mask, video_embeds)
+
+    def forward(self, input_ids, attention_mask, labels=None, video_feats=None, video_present=None,
+                video_mask=None, **_):
+        """Loss (when ``labels``) and logits [B, T, vocab] of the frozen LLM on the spliced prompt."""
+        embeds = self.embed(input_ids, video_mask, video_feats, video_present)
+        positions = real_positions(attention_mask)  # [B, T], 0 on left padding, prefix not counted
+        cache, mask = self._prefix_inputs(embeds, attention_mask)
+        return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                        past_key_values=cache, labels=labels, use_cache=False)
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask, video_feats=None, video_present=None, video_mask=None, **kwargs):
+        """New token ids [B, N] continuing each prompt (``kwargs`` go to ``llm.generate``: greedy,
+        ``do_sample`` / ``top_p`` / ``temperature``, ``return_dict_in_generate`` ...).
+
+        With a prefix, ``llm.generate`` gets the prefix cache, the mask extended by P, and P dummy
+        embeddings + dummy positions in front (generate skips as many leading embeddings as the cache
+        holds), so its first step is exactly :meth:`forward` at the last prompt position.
+        """
+        embeds = self.embed(input_ids, video_mask, video_feats, video_present)
+        if self.prefix is None:
+            return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        if kwargs.get("past_key_values") is not None or kwargs.get("position_ids") is not None:
+            raise ValueError("generate with a prefix builds past_key_values and position_ids itself")
+        B, P = embeds.shape[0], self.prefix.pre_seq_len
+        cache, mask = self._prefix_inputs(embeds, attention_mask, B * self._expand_size(kwargs))
+        dummy = embeds.new_zeros(B, P, embeds.shape[-1])  # sliced off by generate, never computed
+        real = real_positions(attention_mask)
+        positions = torch.cat([real.new_zeros(B, P), real], 1)  # dummy positions, also sliced off
+        return self.llm.generate(inputs_embeds=torch.cat([dummy, embeds], 1), attention_mask=mask,
+                                 position_ids=positions, past_key_values=cache, **kwargs)
+
+    def _expand_size(self, kwargs: dict) -> int:
+        """Rows per prompt inside generate (beams / returned sequences): the cache must have them."""
+        gc = kwargs.get("generation_config") or self.llm.generation_config
+        beams = kwargs.get("num_beams") or getattr(gc, "num_beams", 1) or 1
+        seqs = kwargs.get("num_return_sequences") or getattr(gc, "num_return_sequences", 1) or 1
+        return max(beams, seqs)
+
+    @torch.no_grad()
+    def label_logprobs(self, input_ids, attention_mask, label_ids: list[list[int]], video_feats=None,
+                       video_present=None, video_mask=None, **_) -> torch.Tensor:
+        """log P(label word | prompt) [B, L] for each label's token ids (stage rep: argmax = prediction)."""
+        B, scores = input_ids.shape[0], []
+        vm = video_mask if video_mask is not None else torch.zeros_like(input_ids, dtype=torch.bool)
+        for ids in label_ids:
+            word = torch.tensor(ids, device=input_ids.device).expand(B, -1)  # [B, n]
+            logits = self(torch.cat([input_ids, word], 1), torch.cat([attention_mask, torch.ones_like(word)], 1),
+                          None, video_feats, video_present, torch.cat([vm, torch.zeros_like(word, dtype=torch.bool)], 1)).logits
+            logp = logits[:, -len(ids) - 1:-1].float().log_softmax(-1)  # [B, n, vocab]
+            scores.append(logp.gather(-1, word.unsqueeze(-1)).squeeze(-1).sum(-1))
+        return torch.stack(scores, dim=1)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters that training changes (those with gradients; the frozen LLM is not saved)."""
+        return {k: p.detach() for k, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], strict: bool = True) -> list[str]:
+        """Load tensors saved by :meth:`trainable_state_dict`; returns the trainable names not in ``state``.
+
+        ``strict`` (default) requires every trainable tensor (e.g. a prefix attached before loading);
+        ``strict=False`` loads a subset, e.g. the rep stage's video Linear into an eerg model.
+        Unknown names or other shapes always raise ElmdError.
+        """
+        own = dict(self.named_parameters())
+        trainable = {k for k, p in own.items() if p.requires_grad}
+        unknown = sorted(set(state) - trainable)
+        if unknown:
+            hint = " — attach the prefix first (stage eerg)" if any(k.startswith("prefix.") for k in unknown) else ""
+            raise ElmdError(f"trainable state has tensors this model does not train: {unknown[:4]}{hint}")
+        missing = sorted(trainable - set(state))
+        if strict and missing:
+            raise ElmdError(f"trainable state lacks {missing[:4]} — was it saved by another stage or prefix setting?")
+        for k, v in state.items():
+            if tuple(v.shape) != tuple(own[k].shape):
+                raise ElmdError(f"trainable tensor '{k}' has shape {tuple(v.shape)}, the model {tuple(own[k].shape)} "
+                                "— check train.pre_seq_len / train.prefix_* and the model preset")
+            with torch.no_grad():
+                own[k].copy_(v.to(own[k].dtype))
+        return missing
