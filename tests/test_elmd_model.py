@@ -45,7 +45,10 @@ def model_labels(cfg):
 
 def test_tiny_preset_builds_a_batch_with_video_and_returns_the_loss(setup, llm_dialogues_jsonl):
     cfg, tok, model, n_video, samples = setup
-    assert (llm_dialogues_jsonl.parent / TINY_TOKENIZER).exists()  # cached beside data.train
+    from elmd.io import file_sha256
+
+    cached = llm_dialogues_jsonl.parent / TINY_TOKENIZER.format(hash=file_sha256(llm_dialogues_jsonl)[:12])
+    assert cached.exists()  # cached beside data.train, keyed by its content
     assert n_video == cfg.vision.num_frames + cfg.vision.num_query_tokens
     batch = make_batch(setup, [0, 4, 5])  # samples d1#0 (video), d1#4 (no video), d2#0 (video)
     assert batch["video_present"].tolist() == [True, False, True]

@@ -1,8 +1,8 @@
 """Model presets (``llm.preset``): ``tiny`` (random init, CPU seconds) and ``chatglm2-6b`` (paper Sec. 4.3).
 
 * ``tiny``: a 2-layer GLM with ChatGLM2's architecture flags and a SentencePiece tokenizer trained
-  in-process on the training split's texts, cached as ``tiny_tokenizer.model`` beside
-  ``data.train`` (or read from ``llm.tokenizer`` when set). Weights are a seeded random init, so
+  in-process on the training split's texts, cached as ``tiny_tokenizer-<hash>.model`` beside
+  ``data.train`` (the hash is the train file's content, so a re-prepared split retrains it) (or read from ``llm.tokenizer`` when set). Weights are a seeded random init, so
   the same model is rebuilt every run.
 * ``chatglm2-6b``: converted weights from ``llm.path`` (``elmd convert chatglm2``) and ChatGLM2's
   ``tokenizer.model`` (``llm.tokenizer``, else ``llm.path/tokenizer.model``). Nothing is downloaded:
@@ -17,13 +17,14 @@ from pathlib import Path
 import torch
 
 from elmd.errors import ConfigError, ElmdError
+from elmd.io import file_sha256
 from elmd.models.config import LLMConfig
 from elmd.models.elmd_model import ELMDModel
 from elmd.models.glm import load_glm, random_glm, resolve_dtype, tiny_config
 from elmd.models.tokenizer import ChatGLMTokenizer, train_tiny_tokenizer
 
 PRESETS = ("tiny", "chatglm2-6b")
-TINY_TOKENIZER = "tiny_tokenizer.model"
+TINY_TOKENIZER = "tiny_tokenizer-{hash}.model"
 
 
 def _download_hint(llm: LLMConfig) -> str:
@@ -75,7 +76,10 @@ def load_tokenizer(cfg) -> ChatGLMTokenizer:
     if cfg.llm.preset == "chatglm2-6b" or cfg.llm.tokenizer:
         return ChatGLMTokenizer(_tokenizer_file(cfg.llm))
     train = Path(cfg.data.train)
-    return tiny_tokenizer(lambda: _dialogue_texts(train), train.parent / TINY_TOKENIZER)
+    if not train.exists():
+        raise ElmdError(f"{train}: data.train not found — run `elmd data prepare` first or set data.train")
+    cache = train.parent / TINY_TOKENIZER.format(hash=file_sha256(train)[:12])
+    return tiny_tokenizer(lambda: _dialogue_texts(train), cache)
 
 
 def _dialogue_texts(path: Path) -> list[str]:
