@@ -17,9 +17,11 @@ after rotation; prefix keys are stored as they are), the attention mask is exten
 the left, and the position ids count the real tokens only (ChatGLM2's ``get_position_ids`` ignores
 the prefix); see :class:`elmd.models.elmd_model.ELMDModel`.
 
-Why not peft's ``PrefixTuningConfig``: it sizes the prefix correctly for the 2 KV groups of
-transformers' GLM and trains/saves fine, but ``peft_model.generate(inputs_embeds=...)`` fails with
-prefix tuning, and ELMD must generate from embeddings (video tokens are spliced into the prompt).
+Why not peft's ``PrefixTuningConfig``: checked with peft 0.21.2 / transformers 5.23 on the tiny GLM,
+it sizes the prefix correctly for the KV groups (``num_layers * 2 * kv_heads * head_dim`` per
+virtual token) and its training forward works, but ``peft_model.generate(inputs_embeds=...)`` raises
+"You passed `inputs_embeds` to `.generate()`, but the model class GlmForCausalLM doesn't have its
+forwarding implemented", and ELMD must generate from embeddings (video tokens are spliced in).
 Owning the small encoder keeps training and generation on one code path that the tests compare
 (first-step generation logits == training-time forward logits), keeps the trainable tensors under
 stable names in ``ELMDModel.trainable_state_dict()`` (``prefix.embedding.weight``,
@@ -34,7 +36,10 @@ from transformers import DynamicCache
 
 
 class PrefixEncoder(nn.Module):
-    """Prefix positions 0..P-1 -> per-layer keys and values [B, kv_heads, P, head_dim]."""
+    """Prefix positions 0..P-1 -> per-layer keys and values [B, kv_heads, P, head_dim].
+
+    Initialised like ChatGLM2's (``nn.Embedding``'s N(0, 1); PyTorch's default Linear init).
+    """
 
     def __init__(self, pre_seq_len: int, num_layers: int, num_kv_heads: int, head_dim: int,
                  projection: bool = False, projection_hidden: int = 0, dropout: float = 0.0):

@@ -9,17 +9,60 @@ from dataclasses import dataclass
 class TrainConfig:
     stage: str = "rep"
     """'rep' (train the video Linear on the response emotion) or 'eerg' (prefix + Linear)."""
-    out: str = "runs/sample/rep"
-    """Output folder (weights, config, meta.json, logs)."""
+    out: str = "runs/sample"
+    """Run folder: stage outputs go to OUT/rep and OUT/eerg (weights, config.yaml, meta.json,
+    metrics.jsonl, loss.png, checkpoints/); `elmd train --out DIR` names the stage folder itself."""
     batch_size: int = 16
     """Global batch (paper: 16)."""
     lr: float = 2e-5
-    """AdamW learning rate (paper: 2e-5 for rep, 2e-2 for eerg)."""
+    """AdamW learning rate of stage rep (paper: 2e-5)."""
     epochs: int = 3
-    """Epochs."""
+    """Epochs of stage rep."""
+    eerg_lr: float = 2e-2
+    """AdamW learning rate of stage eerg (paper / ChatGLM2's p-tuning v2 recipe: 2e-2)."""
+    eerg_epochs: int = 3
+    """Epochs of stage eerg."""
     grad_accum: int = 1
-    """Gradient accumulation steps."""
+    """Gradient accumulation steps: each optimizer step sums batch_size / (grad_accum x ranks)
+    samples per micro-batch; the loss is normalised by the target tokens of the whole global batch."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (ChatGLM2's recipe: 0)."""
+    scheduler: str = "linear"
+    """Learning-rate schedule after warmup: 'linear' (decay to 0 at the last step) or 'constant'."""
+    warmup_steps: int = 0
+    """Optimizer steps of linear warmup from 0."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (0 = no clipping). Steps whose gradient is not finite
+    are skipped (counted in the log as skipped_steps)."""
+    gradient_checkpointing: bool = False
+    """Recompute the frozen LLM's activations in backward (less GPU memory, ~30% slower)."""
+    device: str = "auto"
+    """'auto' (cuda:LOCAL_RANK when CUDA is present), 'cpu' or 'cuda'."""
+    save_every: int = 0
+    """Write a resumable checkpoint every this many optimizer steps (0 = at the end of each epoch
+    only); a killed run loses at most the steps since the last one."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept in OUT/STAGE/checkpoints (older ones are deleted)."""
+    log_every: int = 1
+    """Write a metrics row (loss, lr, samples/s) every this many optimizer steps."""
+    max_valid: int = 0
+    """Validation samples scored after each epoch (0 = the whole valid split)."""
+    features_in_memory: bool = True
+    """Keep every video's Q-Former features in RAM for the run (read once from vision.feature_cache,
+    or encoded once when no cache is set); False = read the cache (or encode) at every batch."""
+    init_from_rep: bool = True
+    """Stage eerg: initialise the video Linear from the rep output (False = a fresh Linear, the
+    'w/o REP' ablation)."""
+    rep_dir: str = ""
+    """Stage eerg: the rep output folder to initialise from; empty = OUT/rep."""
     pre_seq_len: int = 128
     """p-tuning v2 prefix length (stage eerg)."""
+    prefix_projection: bool = False
+    """Pass the prefix through a 2-layer MLP (Linear-tanh-Linear) as ChatGLM2's prefix_projection
+    (stage eerg); False = the plain per-layer key/value embedding (ChatGLM2's recipe default)."""
+    prefix_hidden_size: int = 0
+    """Hidden size of that MLP; 0 = the LLM's hidden size (4096 for ChatGLM2-6B)."""
+    prefix_dropout: float = 0.1
+    """Dropout on the prefix keys/values while training (ChatGLM2's p-tuning v2: 0.1)."""
     seed: int = 42
     """Seed of init, shuffling and dropout."""
