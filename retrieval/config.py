@@ -60,3 +60,5 @@ class IndexConfig:
     """IVF indexes: inverted lists visited per query (ignored by Flat / HNSW)."""
     use_gpu: bool = True
     """Search on a GPU when faiss-gpu and CUDA are present (the saved index is always CPU)."""
+    threads: int = 0
+    """FAISS OpenMP threads (0 = FAISS default, all cores; 1 is fastest on an oversubscribed machine)."""

@@ -1,0 +1,92 @@
+"""`elmd index build` and `elmd index search` as library functions (Sec. 3.3, Fig. 2).
+
+Query file format (JSONL, one query per line)::
+
+    {"query_id": "q1", "text": "你怎么才来", "dialogue_id": "d001"}
+
+``query_id`` defaults to the line number; ``dialogue_id`` is optional: when given, entries of that
+dialogue are excluded from the hits (no leakage). The output has one row per query::
+
+    {"query_id": "q1", "hits": [{"id", "dialogue_id", "utterance", "response",
+                                 "utterance_emotion", "response_emotion", "score"}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from elmd.config import ELMDConfig, save_config
+from elmd.data.jsonl import read_samples
+from elmd.data.labels import label_set_from_config
+from elmd.errors import DataError, ElmdError
+from elmd.io import atomic_write_jsonl, file_sha256
+from retrieval.builtin import is_builtin
+from retrieval.encoder import load_retriever
+from retrieval.index import DemonstrationIndex, set_threads
+
+
+def build_index(cfg: ELMDConfig, data: str, out: str, encoder: str, factory: str | None = None,
+                progress: bool = True) -> DemonstrationIndex:
+    """Index every sample (u', r') of ``data`` with ``encoder`` (retriever folder, sentence-transformers
+    folder or builtin:char, which is then built from ``data`` and saved under ``out/encoder``)."""
+    rc, out_dir = cfg.retrieval, Path(out)
+    labels = label_set_from_config(cfg.data.labels, cfg.data.label_names)
+    samples = read_samples(data, labels, cfg.data.max_samples)
+    retriever = load_retriever(encoder, texts=[s.utterance.text for s in samples], device=rc.device,
+                               dim=rc.builtin_dim, vocab=rc.builtin_vocab, seed=rc.seed)
+    if is_builtin(encoder):
+        retriever.save(out_dir / "encoder")  # the index folder then carries its own encoder
+    t0 = time.perf_counter()
+    index = DemonstrationIndex.build(samples, retriever, factory or cfg.index.factory, rc.encode_batch_size,
+                                     progress, cfg.index.nprobe)
+    index.meta["encoder"] = {"label": retriever.label, "fingerprint": retriever.fingerprint,
+                             "path": "encoder" if is_builtin(encoder) else str(Path(encoder).resolve())}
+    index.meta["data"] = {"path": str(Path(data).resolve()), "sha256": file_sha256(data)}
+    index.meta["build_seconds"] = round(time.perf_counter() - t0, 3)
+    index.save(out_dir)
+    save_config(cfg, out_dir / "config.yaml")
+    return index
+
+
+def read_queries(path: str | Path) -> list[dict]:
+    """Rows ``{"query_id", "text", "dialogue_id"?}`` of a query JSONL (see module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "query file not found", "give a JSONL file with one {\"query_id\", \"text\"} per line")
+    rows = []
+    with path.open(encoding="utf-8-sig") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(path, f"malformed JSON ({e.msg})", "fix or delete the line", lineno) from None
+            text = raw.get("text") if isinstance(raw, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(path, "query has no 'text'", "write {\"query_id\": ..., \"text\": \"...\"}", lineno)
+            did = raw.get("dialogue_id")
+            rows.append({"query_id": str(raw.get("query_id", lineno)), "text": text.strip(),
+                         "dialogue_id": None if did is None else str(did)})
+    if not rows:
+        raise DataError(path, "contains no queries", "write one JSON object per line")
+    return rows
+
+
+def search_index(index_dir: str, queries: list[dict], k: int, encoder: str | None = None,
+                 out: str | None = None, cfg: ELMDConfig | None = None) -> list[dict]:
+    """Search ``queries`` (rows of :func:`read_queries`) in one batch; rows as in the module docstring."""
+    cfg = cfg or ELMDConfig()
+    set_threads(cfg.index.threads)
+    index = DemonstrationIndex.load(index_dir, encoder, nprobe=cfg.index.nprobe, use_gpu=cfg.index.use_gpu,
+                                    device=cfg.retrieval.device)
+    if k < 1:
+        raise ElmdError(f"-k must be >= 1, got {k}")
+    hits = index.search([q["text"] for q in queries], k, [q.get("dialogue_id") for q in queries],
+                        batch_size=cfg.retrieval.encode_batch_size, progress=len(queries) > 1000)
+    rows = [{"query_id": q["query_id"], "hits": [h.to_dict() for h in hs]} for q, hs in zip(queries, hits)]
+    if out:
+        atomic_write_jsonl(out, rows)
+    return rows

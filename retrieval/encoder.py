@@ -1,0 +1,160 @@
+"""The retriever: a sentence-transformers encoder, optionally followed by the SSC head (Sec. 3.3).
+
+A *retriever folder* (written by ``elmd retriever train``) is a sentence-transformers model folder
+(``SentenceTransformer(DIR)`` loads it) plus::
+
+    ssc_head.safetensors   the SSC MLP (only when trained with SSC)
+    retriever.json         s, dim, ert/ssc switches, base encoder, validation scores
+    config.yaml, README.md the run config and a model card
+
+:func:`load_retriever` accepts such a folder, any local sentence-transformers folder (production:
+m3e-base, whose output is mean pooling without normalisation; the representation is normalised
+here before any cosine) or ``builtin:char`` (the in-process stand-in of :mod:`retrieval.builtin`,
+built from the given training texts). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from elmd.errors import ElmdError
+from elmd.io import atomic_write_json, file_sha256
+from retrieval.builtin import BUILTIN, build_builtin_encoder, is_builtin
+from retrieval.ssc import SSCHead, search_representation
+
+HEAD_FILE = "ssc_head.safetensors"
+INFO_FILE = "retriever.json"
+# Files of a folder that are not part of the encoder's identity (fingerprint).
+_NOT_WEIGHTS = {"README.md", "config.yaml", INFO_FILE, "train_log.jsonl"}
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def folder_fingerprint(path: str | Path) -> str:
+    """sha256 over the relative names and contents of the folder's model files (weights, tokenizer,
+    module configs); model cards, run configs and logs are left out."""
+    path = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        if f.name in _NOT_WEIGHTS or any(part.startswith(".") for part in f.relative_to(path).parts):
+            continue
+        h.update(rel.encode() + b"\0" + file_sha256(f).encode() + b"\n")
+    return h.hexdigest()
+
+
+class Retriever(nn.Module):
+    """Encoder ``e_u`` + optional SSC head; :meth:`encode` gives unit search vectors (float32)."""
+
+    def __init__(self, st, head: SSCHead | None = None, info: dict | None = None, path: str | None = None):
+        super().__init__()
+        self.st, self.head = st, head
+        self.info = dict(info or {})
+        self.path = path
+        self._fingerprint: str | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.st.get_embedding_dimension())
+
+    @property
+    def label(self) -> str:
+        """Short description for tables: base encoder, '+ERT', '+SSC', '+ERT+SSC'."""
+        if not self.info.get("trained_epochs"):
+            return f"base ({self.info.get('base_encoder', self.path)})"
+        return "".join(f"+{n.upper()}" for n in ("ert", "ssc") if self.info.get(n)) or "trained"
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            if self.path is None:
+                raise ElmdError("this retriever is not saved, so it has no fingerprint — save it first")
+            self._fingerprint = folder_fingerprint(self.path)
+        return self._fingerprint
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """Raw sentence embeddings ``e_u`` (B, d), with gradients."""
+        feats = self.st.preprocess(list(texts))
+        dev = self.st.device
+        feats = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
+        return self.st(feats)["sentence_embedding"].float()
+
+    def represent(self, e: torch.Tensor) -> torch.Tensor:
+        return search_representation(e, self.head)
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
+        """Unit search vectors ``(N, D)`` float32 (inner product = cosine / mean block cosine)."""
+        from tqdm.auto import tqdm
+
+        was_training = self.training
+        self.eval()
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch (less padding)
+        out = None
+        starts = range(0, len(texts), batch_size)
+        for i in tqdm(starts, desc="encode", unit="batch", disable=not progress, leave=False):
+            idx = order[i : i + batch_size]
+            z = self.represent(self.embed([texts[j] for j in idx])).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(texts), z.shape[1]), dtype=np.float32)
+            out[idx] = z
+        self.train(was_training)
+        if out is None:
+            return np.zeros((0, self.represent(torch.zeros(1, self.dim, device=self.st.device)).shape[1]), np.float32)
+        return out
+
+    def save(self, out: str | Path) -> Path:
+        """Write the folder described in the module docstring (model card and config by the caller)."""
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.st.save(str(out), create_model_card=False)
+        if self.head is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD_FILE))
+        atomic_write_json(out / INFO_FILE, self.info)
+        self.path, self._fingerprint = str(out), None
+        return out
+
+
+def load_retriever(spec: str, texts: list[str] | None = None, device: str = "auto", dim: int = 256,
+                   vocab: int = 8000, seed: int = 42) -> Retriever:
+    """A retriever folder, a local sentence-transformers folder, or ``builtin:char`` (needs ``texts``)."""
+    device = resolve_device(device)
+    if is_builtin(spec):
+        if spec != BUILTIN:
+            raise ElmdError(f"unknown builtin encoder '{spec}' — use '{BUILTIN}' or a local sentence-transformers folder")
+        if not texts:
+            raise ElmdError(f"'{BUILTIN}' is built from training texts — pass --data, or give a saved encoder folder")
+        st = build_builtin_encoder(texts, dim=dim, vocab=vocab, seed=seed).to(device)
+        return Retriever(st, info={"base_encoder": BUILTIN, "trained_epochs": 0, "ert": False, "ssc": False})
+    path = Path(spec)
+    if not path.is_dir():
+        raise ElmdError(f"{spec}: encoder folder not found — give a local sentence-transformers folder "
+                        f"(e.g. /models/m3e-base; nothing is downloaded) or '{BUILTIN}'")
+    if not ((path / "modules.json").exists() or (path / "config.json").exists()):
+        raise ElmdError(f"{spec}: not a sentence-transformers folder (no modules.json / config.json) — "
+                        "point --encoder at the folder that holds the model files")
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(path), device=device, local_files_only=True)
+    info = json.loads((path / INFO_FILE).read_text(encoding="utf-8")) if (path / INFO_FILE).exists() else {}
+    info.setdefault("base_encoder", str(path))
+    head = None
+    if (path / HEAD_FILE).exists():
+        from safetensors.torch import load_file
+
+        head = SSCHead(int(st.get_embedding_dimension()), int(info.get("s", 4)))
+        head.load_state_dict(load_file(str(path / HEAD_FILE)))
+        head.to(device)
+    return Retriever(st, head, info, str(path))

@@ -1,0 +1,220 @@
+"""The FAISS demonstration index (paper Sec. 3.3, Fig. 2: retrieving R for every prompt).
+
+Every sample (u', r') of the training JSONL (:func:`elmd.data.schema.build_samples`) is one entry.
+The key is u''s search representation (:func:`retrieval.ssc.search_representation`: the normalised
+``e_u``, or with SSC the concatenated normalised sub-vectors, so inner product = mean block
+cosine). An index folder holds::
+
+    index.faiss   FAISS inner-product index built from a factory string ('Flat', 'IVF256,Flat', 'HNSW32')
+    table.jsonl   one row per entry: id, dialogue_id, utterance, response, utterance_emotion, response_emotion
+    meta.json     size, dim, factory, the encoder's path, label and fingerprint, the data file's sha256
+    encoder/      the builtin encoder when the index was built with 'builtin:char'
+
+Searching with another encoder than the one that built the index is refused (fingerprints differ).
+Queries may name their dialogue: entries of the same dialogue are then never returned (no leakage).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from elmd.errors import ElmdError
+from elmd.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl
+
+_GPU_RESOURCES: list = []
+TABLE_FIELDS = ("id", "dialogue_id", "utterance", "response", "utterance_emotion", "response_emotion")
+
+
+@dataclass
+class Hit:
+    """One retrieved demonstration: the indexed pair (u', r'), their emotions and the score."""
+
+    id: str
+    dialogue_id: str
+    utterance: str
+    response: str
+    utterance_emotion: str | None
+    response_emotion: str | None
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def table_from_samples(samples) -> list[dict]:
+    return [
+        {"id": s.sample_id, "dialogue_id": s.dialogue_id, "utterance": s.utterance.text, "response": s.response.text,
+         "utterance_emotion": s.utterance.emotion, "response_emotion": s.response.emotion}
+        for s in samples
+    ]
+
+
+def make_faiss_index(vectors: np.ndarray, factory: str = "Flat", nprobe: int = 16):
+    """A CPU FAISS inner-product index over ``vectors`` built from ``factory`` (trained if needed)."""
+    import faiss
+
+    n, d = vectors.shape
+    try:
+        index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise ElmdError(f"bad FAISS factory string '{factory}' ({str(e).splitlines()[-1][:120]}) — use e.g. Flat, IVF256,Flat, HNSW32") from None
+    if not index.is_trained:
+        nlist = getattr(faiss.extract_index_ivf(index), "nlist", 0) if "IVF" in factory else 0
+        if nlist and n < nlist:
+            raise ElmdError(f"factory '{factory}' needs at least {nlist} entries to train, the data has {n} — use Flat or fewer lists")
+        index.train(vectors)
+    index.add(vectors)
+    set_nprobe(index, nprobe)
+    return index
+
+
+def set_nprobe(index, nprobe: int) -> None:
+    import faiss
+
+    try:
+        faiss.extract_index_ivf(index).nprobe = nprobe
+    except (RuntimeError, AttributeError):
+        pass
+
+
+def set_threads(threads: int) -> None:
+    """Set FAISS's OpenMP thread count (process-wide); 0 leaves FAISS's default."""
+    import faiss
+
+    if threads > 0:
+        faiss.omp_set_num_threads(threads)
+
+
+def maybe_to_gpu(index, use_gpu: bool = True):
+    """Move the index to GPU 0 when faiss-gpu and a CUDA device are present; else return it as is."""
+    import faiss
+
+    if not use_gpu or not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
+        return index
+    if not _GPU_RESOURCES:
+        _GPU_RESOURCES.append(faiss.StandardGpuResources())  # must outlive every GPU index
+    return faiss.index_cpu_to_gpu(_GPU_RESOURCES[0], 0, index)
+
+
+class DemonstrationIndex:
+    """Entries (u', r') with a FAISS index; :meth:`search` retrieves in one batched call."""
+
+    def __init__(self, faiss_index, table: list[dict], meta: dict, retriever=None):
+        if faiss_index.ntotal != len(table):
+            raise ElmdError(f"index has {faiss_index.ntotal} vectors but the table {len(table)} rows — rebuild the index")
+        self.faiss, self.table, self.meta, self.retriever = faiss_index, table, meta, retriever
+        counts = Counter(r["dialogue_id"] for r in table)
+        self.max_per_dialogue = max(counts.values(), default=0)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @classmethod
+    def build(cls, samples, retriever, factory: str = "Flat", batch_size: int = 256, progress: bool = False,
+              nprobe: int = 16, use_gpu: bool = False) -> "DemonstrationIndex":
+        """Encode every sample's utterance u' and index it (in memory; :meth:`save` writes it)."""
+        if not samples:
+            raise ElmdError("no samples to index — the data has no utterance followed by a labelled response")
+        table = table_from_samples(samples)
+        vectors = retriever.encode([r["utterance"] for r in table], batch_size=batch_size, progress=progress)
+        index = make_faiss_index(vectors, factory, nprobe)
+        meta = {"format": "elmd-index/1", "size": len(table), "dim": int(vectors.shape[1]), "factory": factory,
+                "encoder": {"label": retriever.label, "path": retriever.path}}
+        return cls(maybe_to_gpu(index, use_gpu), table, meta, retriever)
+
+    def save(self, out: str | Path) -> Path:
+        import faiss
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        index = self.faiss
+        if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__:
+            index = faiss.index_gpu_to_cpu(index)
+        atomic_write_bytes(out / "index.faiss", faiss.serialize_index(index).tobytes())
+        atomic_write_jsonl(out / "table.jsonl", self.table)
+        atomic_write_json(out / "meta.json", self.meta)
+        return out
+
+    @classmethod
+    def load(cls, index_dir: str | Path, encoder=None, nprobe: int = 16, use_gpu: bool = True, device: str = "auto"):
+        """Open an index folder. ``encoder``: None (the encoder recorded in meta.json), a folder path
+        or a :class:`~retrieval.encoder.Retriever`; one whose fingerprint differs is refused."""
+        import faiss
+
+        index_dir = Path(index_dir)
+        for name in ("index.faiss", "table.jsonl", "meta.json"):
+            if not (index_dir / name).exists():
+                raise ElmdError(f"{index_dir}: no {name} — not an index folder; build one with `elmd index build`")
+        meta = json.loads((index_dir / "meta.json").read_text(encoding="utf-8"))
+        with (index_dir / "table.jsonl").open(encoding="utf-8") as f:
+            table = [json.loads(line) for line in f if line.strip()]
+        index = faiss.deserialize_index(np.frombuffer((index_dir / "index.faiss").read_bytes(), dtype=np.uint8))
+        set_nprobe(index, nprobe)
+        retriever = resolve_encoder(index_dir, meta, encoder, device)
+        return cls(maybe_to_gpu(index, use_gpu), table, meta, retriever)
+
+    def search_vectors(self, q: np.ndarray, k: int, exclude_dialogue_ids=None) -> list[list[Hit]]:
+        """Top-k hits for query vectors ``q`` (N, D); entries of ``exclude_dialogue_ids[i]`` skipped."""
+        if k < 1:
+            raise ElmdError(f"k must be >= 1, got {k}")
+        n = len(q)
+        exclude = list(exclude_dialogue_ids) if exclude_dialogue_ids is not None else [None] * n
+        if len(exclude) != n:
+            raise ValueError(f"{n} queries but {len(exclude)} exclude_dialogue_ids")
+        if n == 0 or len(self) == 0:
+            return [[] for _ in range(n)]
+        # At most max_per_dialogue entries can be excluded per query, so k + that many always suffice.
+        extra = self.max_per_dialogue if any(e is not None for e in exclude) else 0
+        kk = min(len(self), k + extra)
+        scores, ids = self.faiss.search(np.ascontiguousarray(q, dtype=np.float32), kk)
+        out = []
+        for qi in range(n):
+            hits = []
+            for score, i in zip(scores[qi], ids[qi]):
+                if i < 0:
+                    continue
+                row = self.table[i]
+                if exclude[qi] is not None and row["dialogue_id"] == exclude[qi]:
+                    continue
+                hits.append(Hit(**{f: row[f] for f in TABLE_FIELDS}, score=float(score)))
+                if len(hits) == k:
+                    break
+            out.append(hits)
+        return out
+
+    def search(self, texts: list[str], k: int = 1, exclude_dialogue_ids=None, batch_size: int = 256,
+               progress: bool = False) -> list[list[Hit]]:
+        """Encode ``texts`` with the index's encoder and return the top-k hits of each (batched)."""
+        if self.retriever is None:
+            raise ElmdError("this index has no encoder loaded — pass encoder= to DemonstrationIndex.load")
+        q = self.retriever.encode(list(texts), batch_size=batch_size, progress=progress)
+        return self.search_vectors(q, k, exclude_dialogue_ids)
+
+
+def resolve_encoder(index_dir: Path, meta: dict, encoder, device: str = "auto"):
+    """The retriever to search ``index_dir`` with, checked against the fingerprint in meta.json."""
+    from retrieval.encoder import Retriever, load_retriever
+
+    want = meta.get("encoder", {})
+    if encoder is None:
+        path = want.get("path")
+        if not path:
+            raise ElmdError(f"{index_dir}: meta.json names no encoder — pass --encoder PATH")
+        full = index_dir / path if not Path(path).is_absolute() else Path(path)
+        if not full.exists():
+            raise ElmdError(f"{index_dir}: its encoder {full} is missing — pass --encoder with the folder that built it")
+        encoder = str(full)
+    retriever = encoder if isinstance(encoder, Retriever) else load_retriever(str(encoder), device=device)
+    got = retriever.fingerprint
+    if want.get("fingerprint") and got != want["fingerprint"]:
+        raise ElmdError(
+            f"{index_dir}: index was built by encoder '{want.get('label')}' (fingerprint {want['fingerprint'][:12]}) "
+            f"but the search encoder {retriever.path} has fingerprint {got[:12]} — search with the encoder that "
+            "built it, or rebuild the index with `elmd index build`"
+        )
+    return retriever

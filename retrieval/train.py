@@ -1,0 +1,175 @@
+"""Training the emotional retriever: L_r = lambda * L_e + 1/(s n_s) * sum L_c (Sec. 3.3, Alg. 1).
+
+Each epoch draws one group (anchor, positive, n_e - 1 negatives; :mod:`retrieval.groups`) per
+labelled training utterance, encodes the ``B * (n_e + 1)`` texts with the sentence encoder, applies
+the SSC head (Eq. 3) and minimises :class:`retrieval.losses.RetrievalLoss` with AdamW. After each
+epoch the training samples are indexed and the validation utterances searched: emotion agreement@1
+(query vs retrieved u') selects the best epoch, which is the one kept in the output folder.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from elmd.config import ELMDConfig, save_config
+from elmd.data.jsonl import read_samples
+from elmd.data.labels import label_set_from_config
+from elmd.errors import ElmdError
+from elmd.io import atomic_write_jsonl, atomic_write_text
+from retrieval.encoder import Retriever, load_retriever
+from retrieval.evaluate import evaluate_index
+from retrieval.groups import sample_groups, usable_anchors
+from retrieval.index import DemonstrationIndex
+from retrieval.losses import RetrievalLoss
+from retrieval.ssc import SSCHead, join_blocks
+
+
+def train_retriever(cfg: ELMDConfig, data: str, out: str, valid: str | None = None,
+                    encoder: str | None = None, log=print) -> dict:
+    """Train from ``cfg.retrieval`` and write the retriever folder ``out``; returns its info dict."""
+    rc = cfg.retrieval
+    if rc.n_e < 1:
+        raise ElmdError(f"retrieval.n_e must be >= 1 (one positive and n_e - 1 negatives), got {rc.n_e}")
+    if rc.epochs > 0 and not (rc.ert or rc.ssc):
+        raise ElmdError("both ERT and SSC are off, so there is nothing to train — drop --no-ert or --no-ssc, "
+                        "or index the untrained encoder directly with `elmd index build --encoder`")
+    labels = label_set_from_config(cfg.data.labels, cfg.data.label_names)
+    train = read_samples(data, labels, cfg.data.max_samples)
+    valid_samples = read_samples(valid, labels, rc.max_valid) if valid else []
+    torch.manual_seed(rc.seed)
+    retriever = load_retriever(encoder or rc.encoder, texts=[s.utterance.text for s in train], device=rc.device,
+                               dim=rc.builtin_dim, vocab=rc.builtin_vocab, seed=rc.seed)
+    if not rc.ssc:
+        retriever.head = None
+    elif rc.epochs > 0 and retriever.head is None:  # a retriever folder with a head continues training it
+        if retriever.dim % rc.s:
+            raise ElmdError(f"embedding size {retriever.dim} is not divisible by retrieval.s={rc.s} — pick s dividing it")
+        retriever.head = SSCHead(retriever.dim, rc.s).to(retriever.st.device)
+    s = retriever.head.s if retriever.head is not None else rc.s
+    retriever.info.update({"format": "elmd-retriever/1", "dim": retriever.dim, "s": s, "n_e": rc.n_e,
+                           "tau": rc.tau, "lam": rc.lam, "ert": rc.ert and rc.epochs > 0,
+                           "ssc": rc.ssc and rc.epochs > 0, "trained_epochs": 0, "best_epoch": 0})
+    history = []
+    if valid_samples:
+        history.append({"epoch": 0, **_validate(retriever, train, valid_samples, rc)})
+        log(f"epoch 0 (untrained): {_fmt(history[-1])}")
+    if rc.epochs <= 0:
+        retriever.info["valid"] = history[-1] if history else {}
+        _save(retriever, cfg, out, history)
+        return retriever.info
+    _fit(retriever, train, valid_samples, cfg, out, history, log)
+    return retriever.info
+
+
+def _fit(retriever: Retriever, train, valid_samples, cfg: ELMDConfig, out: str, history: list, log) -> None:
+    from tqdm.auto import tqdm
+
+    rc = cfg.retrieval
+    items = [s for s in train if s.utterance.emotion is not None]
+    texts, emotions = [s.utterance.text for s in items], [s.utterance.emotion for s in items]
+    anchors = usable_anchors(emotions)
+    if len(anchors) == 0 or len(set(emotions)) < 2:
+        raise ElmdError(f"{len(items)} labelled utterances in {len(set(emotions))} emotions: ERT needs two "
+                        "emotions with at least two utterances each — check the training data")
+    loss_fn = RetrievalLoss(rc.tau, rc.lam, rc.ert, rc.ssc)
+    groups_ = [{"params": [p for p in retriever.st.parameters() if p.requires_grad], "lr": rc.lr}]
+    if retriever.head is not None:
+        groups_.append({"params": list(retriever.head.parameters()), "lr": rc.head_lr})
+    opt = torch.optim.AdamW(groups_, weight_decay=rc.weight_decay)
+    rng = np.random.default_rng(rc.seed)
+    best = -math.inf
+    for epoch in range(1, rc.epochs + 1):
+        retriever.train()
+        groups = sample_groups(rng.permutation(anchors), emotions, rc.n_e, rng)
+        bar = tqdm(range(0, len(groups), rc.batch_size), desc=f"epoch {epoch}/{rc.epochs}", unit="batch")
+        for start in bar:
+            g = groups[start : start + rc.batch_size]
+            losses = _step(retriever, loss_fn, [texts[i] for i in g.reshape(-1)], g.shape)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            opt.step()
+            bar.set_postfix({k: f"{v.item():.4f}" for k, v in losses.items()})
+        retriever.info["trained_epochs"] = epoch
+        row = {"epoch": epoch, **(_validate(retriever, train, valid_samples, rc) if valid_samples else {})}
+        history.append(row)
+        log(f"epoch {epoch}: {_fmt(row)}")
+        score = row.get("utt_agree@1", epoch)  # without validation data the last epoch is kept
+        if score > best:
+            best = score
+            retriever.info.update({"best_epoch": epoch, "valid": row})
+            _save(retriever, cfg, out, history)
+    atomic_write_jsonl(Path(out) / "train_log.jsonl", history)
+
+
+def _step(retriever: Retriever, loss_fn: RetrievalLoss, texts: list[str], shape) -> dict:
+    b, g = shape
+    e = retriever.embed(texts)  # (B*G, d)
+    if retriever.head is None:
+        return loss_fn(retriever.represent(e).view(b, g, -1))
+    h = retriever.head(e)  # (B*G, s, d/s)
+    return loss_fn(join_blocks(h).view(b, g, -1), h.view(b, g, *h.shape[1:]))
+
+
+def _validate(retriever: Retriever, train, valid_samples, rc) -> dict:
+    index = DemonstrationIndex.build(train, retriever, "Flat", rc.encode_batch_size)
+    m = evaluate_index(index, valid_samples, rc.eval_k, rc.encode_batch_size)
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
+
+
+def _fmt(row: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch") or "no validation data"
+
+
+def _save(retriever: Retriever, cfg: ELMDConfig, out: str, history: list) -> None:
+    """Write the folder next to ``out`` and swap it in, so ``out`` always holds a whole checkpoint."""
+    out_dir = Path(out)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    retriever.save(tmp)
+    save_config(cfg, tmp / "config.yaml")
+    atomic_write_jsonl(tmp / "train_log.jsonl", history)
+    atomic_write_text(tmp / "README.md", model_card(retriever.info))
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    if out_dir.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    retriever.path, retriever._fingerprint = str(out_dir), None
+
+
+def model_card(info: dict) -> str:
+    parts = [n.upper() for n in ("ert", "ssc") if info.get(n)]
+    valid = info.get("valid") or {}
+    metrics = "\n".join(f"| {k} | {v} |" for k, v in valid.items() if k != "epoch") or "| (no validation data) | |"
+    return f"""# ELMD emotional retriever ({'+'.join(parts) or 'untrained base encoder'})
+
+Sentence encoder of the Emotional Retrieval Module of ELMD (Speak From Heart, ICMR 2024, Sec. 3.3),
+written by `elmd retriever train`.
+
+- Base encoder: `{info.get('base_encoder')}` ({info.get('dim')}-d)
+- Losses: {'ERT (Eq. 2)' if info.get('ert') else 'no ERT'}, {'SSC (Alg. 1, Eq. 3-4) with s = ' + str(info.get('s')) if info.get('ssc') else 'no SSC'};
+  n_e = {info.get('n_e')}, tau = {info.get('tau')}, lambda = {info.get('lam')}
+- Epochs trained: {info.get('trained_epochs')}; best epoch kept: {info.get('best_epoch')}
+
+## Validation (epoch {valid.get('epoch', '-')}, queries = valid utterances, index = train samples)
+
+| metric | value |
+|---|---|
+{metrics}
+
+## Use
+
+```bash
+elmd index build --data train.jsonl --retriever THIS_FOLDER --out INDEX_DIR
+```
+
+The folder is a sentence-transformers model (`SentenceTransformer(THIS_FOLDER)` gives e_u, mean
+pooling, not normalised); `ssc_head.safetensors` holds the SSC head, and
+`retrieval.encoder.load_retriever(THIS_FOLDER).encode(texts)` gives the normalised search vectors.
+"""
