@@ -8,7 +8,8 @@ from dataclasses import dataclass
 @dataclass
 class TrainConfig:
     stage: str = "rep"
-    """'rep' (train the video Linear on the response emotion) or 'eerg' (prefix + Linear)."""
+    """'rep' (train the video Linear on the response emotion) or 'eerg' (prefix + Linear); chosen
+    by `elmd train --stage` and recorded in each stage's saved config.yaml."""
     out: str = "runs/sample"
     """Run folder: stage outputs go to OUT/rep and OUT/eerg (weights, config.yaml, meta.json,
     metrics.jsonl, loss.png, checkpoints/); `elmd train --out DIR` names the stage folder itself."""
@@ -35,7 +36,8 @@ class TrainConfig:
     """Clip the global gradient norm to this (0 = no clipping). Steps whose gradient is not finite
     are skipped (counted in the log as skipped_steps)."""
     gradient_checkpointing: bool = False
-    """Recompute the frozen LLM's activations in backward (less GPU memory, ~30% slower)."""
+    """Recompute the frozen LLM's activations in backward (less GPU memory, ~30% slower). Stage rep
+    only: transformers discards past_key_values in checkpointed layers, where eerg's prefix lives."""
     device: str = "auto"
     """'auto' (cuda:LOCAL_RANK when CUDA is present), 'cpu' or 'cuda'."""
     save_every: int = 0
