@@ -12,10 +12,14 @@ class GenerateConfig:
     temperature: float = 0.95
     """Sampling temperature (ChatGLM2 recipe: 0.95)."""
     greedy: bool = False
-    """Greedy decoding instead of sampling."""
+    """Greedy decoding instead of sampling (top_p / temperature unused; outputs do not depend on
+    the batch a sample lands in)."""
     max_new_tokens: int = 64
-    """Max generated tokens."""
+    """Max generated tokens per sample (generation stops earlier at eos)."""
     batch_size: int = 16
     """Prompts per generation batch."""
     seed: int = 42
-    """Sampling seed."""
+    """Sampling seed: batch b is sampled after ``torch.manual_seed(seed + crc32 of its sample ids)``,
+    so the same seed and batches give the same outputs (also after a resume)."""
+    device: str = "auto"
+    """Device of `elmd generate` / `elmd chat`: "auto" (CUDA when available), "cpu" or "cuda"."""

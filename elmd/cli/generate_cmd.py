@@ -1,0 +1,36 @@
+"""`elmd generate`: batched, resumable generation of a trained ELMD model or a baseline for a split
+(paper Sec. 4.3 decoding; Table 2's baselines), written as the JSONL that `elmd evaluate` scores."""
+
+from __future__ import annotations
+
+import click
+
+from elmd.cli.common import friendly_errors
+from elmd.evaluation.baselines import BASELINES
+
+
+@click.command("generate")
+@click.option("--checkpoint", required=True, type=click.Path(file_okay=False),
+              help="A stage output folder of `elmd train` (eerg; a rep folder generates the emotion word).")
+@click.option("--data", default=None, help="Split to generate for [default: the run's data.test].")
+@click.option("--out", required=True, metavar="PREDS.jsonl", help="Prediction file (rows already in it are skipped).")
+@click.option("--baseline", type=click.Choice(BASELINES), default="none", show_default=True,
+              help="A Table-2 baseline instead of ELMD (see elmd/evaluation/baselines.py).")
+@click.option("--greedy", is_flag=True, help="Greedy decoding (= --set generate.greedy=true).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a field of the run's saved config, e.g. --set generate.top_p=0.9 (repeatable).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@friendly_errors
+def cli(checkpoint, data, out, baseline, greedy, overrides, no_progress):
+    """Generate emotion + response for every sample of a split; appends to --out batch by batch."""
+    from elmd.config import format_config
+    from elmd.evaluation.generate import generate_file, run_config
+
+    cfg = run_config(checkpoint, list(overrides) + (["generate.greedy=true"] if greedy else []))
+    click.echo(f"# config: {checkpoint}/config.yaml {' '.join(overrides)}".rstrip(), err=True)
+    click.echo(format_config(cfg, compact=True), err=True)
+    meta = generate_file(cfg, checkpoint, data or cfg.data.test, out, baseline, progress=not no_progress,
+                         log=lambda m: click.echo(m, err=True))
+    speed = f"  {meta['tokens_per_s']:.1f} tokens/s" if meta["tokens_per_s"] else ""
+    click.echo(f"{baseline}: {meta['generated']} generated, {meta['skipped_existing']} already there, "
+               f"{meta['rows']} rows ({meta['unparsable_emotions']} without a parsable emotion){speed} -> {out}")
