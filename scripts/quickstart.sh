@@ -2,7 +2,8 @@
 # The main job on the bundled sample, end to end, on a CPU (tiny preset):
 #   install (if needed) -> draw the sample's face videos -> prepare the splits -> train the
 #   emotional retriever -> build the demonstration index -> cache the video features ->
-#   train stage rep (with and without video) -> train stage eerg
+#   train stage rep (with and without video) -> train stage eerg -> ablation and baseline models
+#   -> generate -> evaluate -> report (Table-2 and Table-3 style tables)
 # Everything lands in runs/sample/ (override with ELMD_RUN=dir).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,37 @@ for name, what in (("rep", "with video"), ("rep_wo_v", "w/o V")):
     print(f"  {what:>10}: {meta['final']['valid_accuracy']:.3f}")
 print(f"  label prior: {json.load(open(f'{run}/rep/meta.json'))['label_prior_accuracy']:.3f}")
 PY
+
+step "7. ablations (Table 3) and the text-only baseline model -> $RUN/ablations"
+for a in wo_ert wo_ssc; do  # retrievers without ERT / SSC and their indexes (index.path-wo_*)
+  flag="--no-${a#wo_}"
+  elmd retriever train "$flag" --out "$RUN/retriever-$a" "${T[@]}" 2>/dev/null
+  elmd index build --retriever "$RUN/retriever-$a" --out "$RUN/index-$a" "${T[@]}" 2>/dev/null
+done
+for a in wo_erm wo_ert wo_ssc wo_v wo_rep; do
+  elmd train --stage eerg --ablation "$a" --out "$RUN/ablations/$a" "${T[@]}" 2>/dev/null | tail -n 1
+done
+elmd train --stage eerg --ablation wo_v --out "$RUN/ablations/text_only" "${T[@]}" \
+  --set prompt.use_demonstration=false --set train.init_from_rep=false 2>/dev/null | tail -n 1
+
+step "8. generate on the test split and evaluate -> $RUN/eval"
+rm -rf "$RUN/eval"  # predictions of the models just trained, not of an earlier run
+gen_eval() {  # FOLDER ROW-NAME CHECKPOINT BASELINE
+  elmd generate --checkpoint "$3" --data "$RUN/data/test.jsonl" --out "$RUN/eval/$1/preds.jsonl" \
+    --baseline "$4" --no-progress 2>/dev/null | tail -n 1
+  elmd evaluate --pred "$RUN/eval/$1/preds.jsonl" --out "$RUN/eval/$1" --name "$2" --no-progress
+}
+gen_eval elmd "ELMD (tiny)" "$RUN/eerg" none
+gen_eval text_only "text-only" "$RUN/ablations/text_only" text-only
+gen_eval single_frame "single-frame" "$RUN/ablations/wo_erm" single-frame
+gen_eval retrieval_only "retrieval-only" "$RUN/eerg" retrieval-only
+for a in wo_erm wo_ert wo_ssc wo_v wo_rep; do
+  gen_eval "$a" "w/o $(echo "${a#wo_}" | tr a-z A-Z)" "$RUN/ablations/$a" none
+done
+
+step "9. Table 2 (models and baselines) and Table 3 (ablations) -> $RUN/report"
+elmd report --runs "$RUN"/eval/{elmd,text_only,single_frame,retrieval_only} \
+  --ablations "$RUN"/eval/{elmd,wo_erm,wo_ert,wo_ssc,wo_v,wo_rep} --out "$RUN/report"
 
 step "done: what was produced"
 find "$RUN" -maxdepth 2 -type f -not -path '*/features/*' -not -path '*/checkpoints/*' | sort
