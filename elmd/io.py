@@ -11,7 +11,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
+
+from elmd.errors import DataError
 
 
 def _default_mode() -> int:
@@ -59,3 +61,28 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def iter_jsonl(path: str | Path, what: str, fix: str) -> Iterator[tuple[int, object]]:
+    """``(line number, parsed value)`` of every non-blank line of a JSONL file.
+
+    A missing file, a folder, malformed JSON or non-UTF-8 bytes raise :class:`DataError` naming the
+    file (and line); ``what`` names the file's role ("dialogue file"), ``fix`` says how to get one.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, f"{what} not found", fix)
+    if path.is_dir():
+        raise DataError(path, f"is a folder, expected a {what} (.jsonl)", "pass the .jsonl file inside it")
+    try:
+        with path.open(encoding="utf-8-sig") as f:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(path, f"malformed JSON ({e.msg} at column {e.colno})", "fix or delete the line", lineno) from None
+                yield lineno, value
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text ({e.reason})", "save the file as UTF-8 JSONL") from None

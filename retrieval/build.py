@@ -13,7 +13,6 @@ dialogue are excluded from the hits (no leakage). The output has one row per que
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from elmd.config import ELMDConfig, save_config
 from elmd.data.jsonl import read_samples
 from elmd.data.labels import label_set_from_config
 from elmd.errors import DataError, ElmdError
-from elmd.io import atomic_write_jsonl, file_sha256
+from elmd.io import iter_jsonl, atomic_write_jsonl, file_sha256
 from retrieval.builtin import is_builtin
 from retrieval.encoder import load_retriever
 from retrieval.index import DemonstrationIndex, set_threads
@@ -53,23 +52,14 @@ def build_index(cfg: ELMDConfig, data: str, out: str, encoder: str, factory: str
 def read_queries(path: str | Path) -> list[dict]:
     """Rows ``{"query_id", "text", "dialogue_id"?}`` of a query JSONL (see module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "query file not found", "give a JSONL file with one {\"query_id\", \"text\"} per line")
     rows = []
-    with path.open(encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, f"malformed JSON ({e.msg})", "fix or delete the line", lineno) from None
-            text = raw.get("text") if isinstance(raw, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(path, "query has no 'text'", "write {\"query_id\": ..., \"text\": \"...\"}", lineno)
-            did = raw.get("dialogue_id")
-            rows.append({"query_id": str(raw.get("query_id", lineno)), "text": text.strip(),
-                         "dialogue_id": None if did is None else str(did)})
+    for lineno, raw in iter_jsonl(path, "query file", "give a JSONL file with one {\"query_id\", \"text\"} per line"):
+        text = raw.get("text") if isinstance(raw, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(path, "query has no 'text'", "write {\"query_id\": ..., \"text\": \"...\"}", lineno)
+        did = raw.get("dialogue_id")
+        rows.append({"query_id": str(raw.get("query_id", lineno)), "text": text.strip(),
+                     "dialogue_id": None if did is None else str(did)})
     if not rows:
         raise DataError(path, "contains no queries", "write one JSON object per line")
     return rows

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from elmd.data.labels import LabelSet
 from elmd.data.schema import Dialogue, Sample, Turn, build_samples
 from elmd.errors import DataError
+from elmd.io import iter_jsonl
 
 _FIX_LABEL = "use one of the label set's ids, or declare another set with data.labels=[...]"
 
@@ -20,28 +20,17 @@ def read_dialogues(path: str | Path, labels: LabelSet | None = None, resolve_vid
     """
     path = Path(path)
     labels = labels or LabelSet()
-    if not path.exists():
-        raise DataError(path, "file not found", "check the path, or create it with `elmd data prepare`")
-    if path.is_dir():
-        raise DataError(path, "is a folder, expected a .jsonl file", "pass e.g. DIR/train.jsonl")
     dialogues, seen = [], {}
-    with path.open(encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, f"malformed JSON ({e.msg} at column {e.colno})", "fix or delete the line", lineno) from None
-            d = parse_dialogue(raw, labels, path, lineno)
-            if d.dialogue_id in seen:
-                raise DataError(path, f"dialogue_id '{d.dialogue_id}' repeats line {seen[d.dialogue_id]}", "give every dialogue a unique id", lineno)
-            seen[d.dialogue_id] = lineno
-            if resolve_videos:
-                for t in d.turns:
-                    if t.video and not Path(t.video).is_absolute():
-                        t.video = str(path.parent / t.video)
-            dialogues.append(d)
+    for lineno, raw in iter_jsonl(path, "file", "check the path, or create it with `elmd data prepare`"):
+        d = parse_dialogue(raw, labels, path, lineno)
+        if d.dialogue_id in seen:
+            raise DataError(path, f"dialogue_id '{d.dialogue_id}' repeats line {seen[d.dialogue_id]}", "give every dialogue a unique id", lineno)
+        seen[d.dialogue_id] = lineno
+        if resolve_videos:
+            for t in d.turns:
+                if t.video and not Path(t.video).is_absolute():
+                    t.video = str(path.parent / t.video)
+        dialogues.append(d)
     if not dialogues:
         raise DataError(path, "contains no dialogues", "check that the file is the canonical JSONL (one dialogue per line)")
     return dialogues

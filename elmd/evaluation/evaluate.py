@@ -16,7 +16,6 @@ empty response stay in every mean with score 0 (dropping them would reward empty
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from elmd import __version__
 from elmd.errors import DataError
 from elmd.evaluation import metrics as M
 from elmd.evaluation.tokenize import CHARS_DOC, WORDS_DOC, chars, words
-from elmd.io import atomic_write_json, file_sha256
+from elmd.io import atomic_write_json, file_sha256, iter_jsonl
 
 METRICS = ("BLEU-2", "BLEU-4", "METEOR", "ROUGE-1", "ROUGE-L", "Dist-1", "Dist-2", "Emo-Acc", "Emo-F1")
 """Columns of Tables 2 and 3, in order; the keys of ``report.json["metrics"]``."""
@@ -68,33 +67,20 @@ class Prediction:
 def read_predictions(path: str | Path) -> list[Prediction]:
     """Parse a prediction JSONL; any problem raises :class:`DataError` naming ``file:line``."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(path, "prediction file not found", "check the path, or write it with `elmd generate`")
-    if path.is_dir():
-        raise DataError(path, "is a folder, expected a prediction .jsonl file", "pass e.g. RUN/preds.jsonl")
     preds, seen = [], {}
-    try:
-        with path.open(encoding="utf-8-sig") as f:
-            for lineno, line in enumerate(f, start=1):
-                if line.strip():
-                    p = _parse_line(line, path, lineno)
-                    if p.sample_id is not None and p.sample_id in seen:
-                        raise DataError(path, f"sample_id '{p.sample_id}' repeats line {seen[p.sample_id]}",
-                                        "remove duplicate predictions (was the file appended twice?)", lineno)
-                    seen[p.sample_id] = lineno
-                    preds.append(p)
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"not UTF-8 text ({e.reason})", "write the predictions as UTF-8 JSONL") from None
+    for lineno, raw in iter_jsonl(path, "prediction file", "check the path, or write it with `elmd generate`"):
+        p = _parse_row(raw, path, lineno)
+        if p.sample_id is not None and p.sample_id in seen:
+            raise DataError(path, f"sample_id '{p.sample_id}' repeats line {seen[p.sample_id]}",
+                            "remove duplicate predictions (was the file appended twice?)", lineno)
+        seen[p.sample_id] = lineno
+        preds.append(p)
     if not preds:
         raise DataError(path, "contains no predictions", "generate them with `elmd generate`")
     return preds
 
 
-def _parse_line(line: str, path: Path, lineno: int) -> Prediction:
-    try:
-        raw = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(path, f"malformed JSON ({e.msg} at column {e.colno})", "fix or delete the line", lineno) from None
+def _parse_row(raw, path: Path, lineno: int) -> Prediction:
     if not isinstance(raw, dict):
         raise DataError(path, "expected a JSON object per line", _FIX, lineno)
     if "reference" not in raw:
