@@ -13,6 +13,7 @@ defaults. Each field's docstring documents it (``elmd config show`` prints them 
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import difflib
 import inspect
@@ -82,12 +83,23 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | tuple[st
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections — see configs/tiny.yaml")
         _apply_dict(cfg, raw, str(path))
+    _apply_overrides(cfg, overrides, "override")
+    return cfg
+
+
+def with_overrides(cfg: ELMDConfig, overrides, where: str = "override") -> ELMDConfig:
+    """A copy of ``cfg`` with ``section.field=value`` overrides applied (``cfg`` is not changed)."""
+    out = copy.deepcopy(cfg)
+    _apply_overrides(out, overrides, where)
+    return out
+
+
+def _apply_overrides(cfg, overrides, where: str) -> None:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ConfigError(f"override '{item}' is not key=value — write e.g. train.lr=1e-4")
-        _set_path(cfg, key.strip(), yaml.safe_load(value) if value.strip() else "", f"override '{item}'")
-    return cfg
+            raise ConfigError(f"{where} '{item}' is not key=value — write e.g. train.lr=1e-4")
+        _set_path(cfg, key.strip(), yaml.safe_load(value) if value.strip() else "", f"{where} '{item}'")
 
 
 def _apply_dict(obj, raw: dict, where: str, prefix: str = "") -> None:

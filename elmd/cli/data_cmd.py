@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from elmd.cli.common import config_options, friendly_errors, resolve
 from elmd.data.prepare import FORMATS, format_stats, prepare
+from elmd.errors import DataError
 
 
 @click.group(name="data")
@@ -43,10 +45,6 @@ def prepare_cmd(fmt, input_path, out, split_by, seed, keep_negative_other, video
 @friendly_errors
 def stats_cmd(folder):
     """Print the table of a prepared folder's stats.json."""
-    from pathlib import Path
-
-    from elmd.errors import DataError
-
     path = Path(folder) / "stats.json"
     if not path.exists():
         raise DataError(path, "not found", "run `elmd data prepare ... --out FOLDER` first")

@@ -44,9 +44,9 @@ def check_baseline(name: str) -> str:
 
 def baseline_config(cfg, name: str):
     """``cfg`` with the baseline's switches set (a new object; ``cfg`` is not changed)."""
-    from elmd.config import config_from_dict, config_to_dict
+    import copy
 
-    out = config_from_dict(config_to_dict(cfg))
+    out = copy.deepcopy(cfg)
     for dotted, value in SWITCHES[check_baseline(name)]:
         section, key = dotted.split(".")
         setattr(getattr(out, section), key, value)

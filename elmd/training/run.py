@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from elmd.errors import ConfigError
 
 ABLATIONS = {
@@ -42,13 +40,9 @@ def ablation_overrides(cfg, ablation: str | None) -> list[str]:
 
 def apply_ablation(cfg, ablation: str | None):
     """``cfg`` with the ablation's switches set (a new object; ``cfg`` is not changed)."""
-    from elmd.config import _set_path, config_from_dict, config_to_dict
+    from elmd.config import with_overrides
 
-    out = config_from_dict(config_to_dict(cfg))
-    for item in ablation_overrides(cfg, ablation):
-        key, _, value = item.partition("=")
-        _set_path(out, key, yaml.safe_load(value), f"ablation '{ablation}'")
-    return out
+    return with_overrides(cfg, ablation_overrides(cfg, ablation), f"ablation '{ablation}'")
 
 
 def train(cfg, stage: str, out: str | Path | None = None, resume: bool = False, ablation: str | None = None,

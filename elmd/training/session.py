@@ -15,6 +15,7 @@ Validation accuracy is the argmax over the label set's words of log P(word | pro
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,19 +195,13 @@ def write_outputs(s: Session, meta: dict) -> Path:
     tok = out / "tokenizer.model"
     if Path(s.tokenizer.path).resolve() != tok.resolve():
         atomic_write_bytes(tok, Path(s.tokenizer.path).read_bytes())
-    saved = _copy_cfg(s.cfg)
+    saved = copy.deepcopy(s.cfg)
     saved.llm.tokenizer = str(tok.resolve())
     saved.train.stage = s.stage
     save_config(saved, out / "config.yaml")
     atomic_write_json(out / "meta.json", meta)
     plot_curves(out / "metrics.jsonl", out / "loss.png")
     return out
-
-
-def _copy_cfg(cfg):
-    from elmd.config import config_from_dict, config_to_dict
-
-    return config_from_dict(config_to_dict(cfg))
 
 
 def read_meta(out_dir: str | Path) -> dict:
