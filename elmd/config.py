@@ -6,7 +6,7 @@
 
 A preset name ("tiny", "chatglm2-6b") means ``configs/<name>.yaml`` in the repository; any other
 value is a path to a YAML file. The YAML has one section per concern (``data``, ``retrieval``,
-``index``, ``llm``, ``vision``, ``prompt``, ``train``, ``generate``); fields left out keep their
+``index``, ``llm``, ``vision``, ``vision_pretrain``, ``prompt``, ``train``, ``generate``); fields left out keep their
 defaults. Each field's docstring documents it (``elmd config show`` prints them as comments).
 """
 
@@ -28,7 +28,7 @@ from elmd.data.config import DataConfig
 from elmd.errors import ConfigError
 from elmd.evaluation.config import GenerateConfig
 from elmd.io import atomic_write_text
-from elmd.models.config import LLMConfig, PromptConfig, VisionConfig
+from elmd.models.config import LLMConfig, PromptConfig, VisionConfig, VisionPretrainConfig
 from elmd.training.config import TrainConfig
 from retrieval.config import IndexConfig, RetrieverConfig
 
@@ -47,6 +47,8 @@ class ELMDConfig:
     """LLM backbone (ChatGLM2)."""
     vision: VisionConfig = field(default_factory=VisionConfig)
     """Frozen ViT + Q-Former and frame sampling."""
+    vision_pretrain: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
+    """Pre-training of the tiny ViT + Q-Former (CPU stand-in for BLIP-2's)."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     """Six-part prompt and truncation."""
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample, end to end, on a CPU (tiny preset):
 #   install (if needed) -> draw the sample's face videos -> prepare the splits -> train the
-#   emotional retriever -> build the demonstration index -> cache the video features ->
+#   emotional retriever -> build the demonstration index -> pre-train the tiny visual encoder on
+#   synthetic faces -> cache the video features ->
 #   train stage rep (with and without video) -> train stage eerg -> ablation and baseline models
 #   -> generate -> evaluate -> report (Table-2 and Table-3 style tables)
 # Everything lands in runs/sample/ (override with ELMD_RUN=dir).
@@ -14,7 +15,7 @@ RUN="${ELMD_RUN:-runs/sample}"
 Q=(--config tiny)
 T=("${Q[@]}" --set data.train="$RUN/data/train.jsonl" --set data.valid="$RUN/data/valid.jsonl"
    --set data.test="$RUN/data/test.jsonl" --set index.path="$RUN/index"
-   --set vision.feature_cache="$RUN/features" --set train.out="$RUN")
+   --set vision.feature_cache="$RUN/features" --set vision.path="$RUN/vision" --set train.out="$RUN")
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -28,7 +29,9 @@ step "3. emotional retriever (ERT + SSC) -> $RUN/retriever, demonstration index 
 elmd retriever train --out "$RUN/retriever" "${T[@]}" 2>/dev/null
 elmd index build --retriever "$RUN/retriever" --out "$RUN/index" "${T[@]}" 2>/dev/null
 
-step "4. frozen ViT + Q-Former features of every video -> $RUN/features"
+step "4. tiny ViT + Q-Former pre-trained on synthetic faces (stand-in for BLIP-2) -> $RUN/vision,
+   then its frozen features of every video -> $RUN/features"
+elmd features pretrain-encoder --out "$RUN/vision" "${T[@]}" 2>/dev/null
 elmd features extract --data data/sample/dialogues.jsonl "${T[@]}" 2>/dev/null
 
 step "5. stage rep (video Linear -> reply emotion) -> $RUN/rep, and rep w/o V -> $RUN/rep_wo_v"

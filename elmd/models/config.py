@@ -45,6 +45,27 @@ class VisionConfig:
 
 
 @dataclass
+class VisionPretrainConfig:
+    """Pre-training of the tiny ViT + Q-Former on synthetic face attributes
+    (`elmd features pretrain-encoder`, :mod:`elmd.models.tiny_vision_pretrain`)."""
+
+    train_frames: int = 4000
+    """Synthetic frames to train on (new people, random expression attributes)."""
+    valid_frames: int = 300
+    """Held-out frames (other new people) for the R^2 in the output's meta.json."""
+    epochs: int = 6
+    """Passes over the training frames."""
+    batch_size: int = 32
+    """Frames per optimiser step."""
+    lr: float = 3.0e-3
+    """AdamW learning rate (cosine decay to 0)."""
+    render_size: int = 112
+    """Side the faces are drawn at (the bundled sample's videos are 112 px)."""
+    seed: int = 0
+    """Seeds the encoder's init, the drawn frames and the batch order."""
+
+
+@dataclass
 class PromptConfig:
     max_source_length: int = 512
     """Max prompt tokens (instruction, background, history, utterance, video, demonstration)."""

@@ -12,7 +12,8 @@ Weights come from local folders only:
   key layout (the language model in the same files is skipped).
 * :meth:`VisualEncoder.from_visualglm` - VisualGLM-6B's visual weights; see
   :mod:`elmd.models.visualglm_keys` for the key mapping.
-* :meth:`VisualEncoder.tiny` - random, seeded, CPU-seconds model for tests and the tiny preset.
+* :meth:`VisualEncoder.tiny` - seeded, CPU-seconds model for tests and the tiny preset, with
+  a spatially selective init (:mod:`elmd.models.tiny_visual`) so that it keeps facial detail.
 """
 
 from __future__ import annotations
@@ -118,18 +119,22 @@ class VisualEncoder(nn.Module):
     # -- builders -------------------------------------------------------------------------
     @classmethod
     def tiny(cls, seed: int = 0, image_size: int = 224, num_query_tokens: int = 32) -> "VisualEncoder":
-        """Random, deterministic, small (ViT 2 x 64 with 32-px patches; Q-Former 2 x 64, q = 64)."""
+        """Small, seeded stand-in (ViT 2 x 64 with 16-px patches; Q-Former 2 x 64, q = 64) whose
+        queries each look at one region of the frame, like a trained Q-Former's
+        (:func:`elmd.models.tiny_visual.spatial_init_`); the rest is random."""
         from transformers import Blip2QFormerConfig, Blip2VisionConfig
 
+        from elmd.models.tiny_visual import spatial_init_
+
         vision = Blip2VisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                   image_size=image_size, patch_size=32, initializer_range=0.02)
+                                   image_size=image_size, patch_size=16, initializer_range=0.02)
         qformer = Blip2QFormerConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                                      encoder_hidden_size=64, cross_attention_frequency=2, max_position_embeddings=64,
                                      vocab_size=32)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             enc = cls(vision, qformer, num_query_tokens, source=f"tiny:seed={seed}")
-            enc.query_tokens.data.normal_(0.0, 1.0)
+        spatial_init_(enc, torch.Generator().manual_seed(seed))
         return enc
 
     @classmethod
