@@ -1,7 +1,8 @@
 """Small file helpers: atomic writes, JSON/JSONL, content hashes.
 
 Every output file is written to a temporary name in the same folder and renamed into place, so a
-crash leaves either the old file or the new one, never half of one.
+crash leaves either the old file or the new one, never half of one; :func:`atomic_dir` does the
+same for a whole output folder.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -53,6 +56,28 @@ def atomic_write_json(path: str | Path, obj) -> Path:
 
 def atomic_write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``path``; when the block ends without an error it is
+    swapped in as ``path`` (the old folder is removed only after), so ``path`` always holds a
+    whole output. On an error the staging folder is removed and ``path`` is left as it was."""
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

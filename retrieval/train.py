@@ -10,7 +10,6 @@ epoch the training samples are indexed and the validation utterances searched: e
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from elmd.config import ELMDConfig, save_config
 from elmd.data.jsonl import read_samples
 from elmd.data.labels import label_set_from_config
 from elmd.errors import ElmdError
-from elmd.io import atomic_write_jsonl, atomic_write_text
+from elmd.io import atomic_dir, atomic_write_jsonl, atomic_write_text
 from retrieval.encoder import Retriever, load_retriever
 from retrieval.evaluate import evaluate_index
 from retrieval.groups import sample_groups, usable_anchors
@@ -127,20 +126,12 @@ def _fmt(row: dict) -> str:
 
 def _save(retriever: Retriever, cfg: ELMDConfig, out: str, history: list) -> None:
     """Write the folder next to ``out`` and swap it in, so ``out`` always holds a whole checkpoint."""
-    out_dir = Path(out)
-    tmp = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    retriever.save(tmp)
-    save_config(cfg, tmp / "config.yaml")
-    atomic_write_jsonl(tmp / "train_log.jsonl", history)
-    atomic_write_text(tmp / "README.md", model_card(retriever.info))
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    if out_dir.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-    retriever.path, retriever._fingerprint = str(out_dir), None
+    with atomic_dir(out) as tmp:
+        retriever.save(tmp)
+        save_config(cfg, tmp / "config.yaml")
+        atomic_write_jsonl(tmp / "train_log.jsonl", history)
+        atomic_write_text(tmp / "README.md", model_card(retriever.info))
+    retriever.path, retriever._fingerprint = str(Path(out)), None
 
 
 def model_card(info: dict) -> str:

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from elmd.io import atomic_dir, atomic_write_json
+
 ATTRIBUTES = ("mouth_curve", "mouth_open", "mouth_width", "brow_raise", "brow_tilt", "eye_open", "lip_raise",
               "nose_wrinkle", "teeth")
 
@@ -152,29 +154,14 @@ def fit_attributes(enc, train, valid, pcfg, image_size: int, progress: bool = Tr
 
 def save_blip2_folder(enc, out: str | Path, meta: dict) -> Path:
     """``config.json`` (BLIP-2 vision + Q-Former configs) + ``model.safetensors`` + ``meta.json``,
-    written to a temporary sibling folder and renamed into place (an old ``out`` is replaced only
-    once the new one is complete)."""
-    import shutil
-
+    swapped in whole (:func:`elmd.io.atomic_dir`): an old ``out`` is replaced only once the new one
+    is complete."""
     from safetensors.torch import save_file
 
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     config = {"model_type": "blip-2", "num_query_tokens": enc.num_query_tokens,
               "vision_config": enc.vision_model.config.to_dict(), "qformer_config": enc.qformer.config.to_dict()}
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
-    save_file({k: v.detach().contiguous() for k, v in enc.state_dict().items()}, str(tmp / "model.safetensors"))
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
-    return out
-
-
+    with atomic_dir(out) as tmp:
+        atomic_write_json(tmp / "config.json", config)
+        save_file({k: v.detach().contiguous() for k, v in enc.state_dict().items()}, str(tmp / "model.safetensors"))
+        atomic_write_json(tmp / "meta.json", meta)
+    return Path(out)

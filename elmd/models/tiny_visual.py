@@ -111,6 +111,6 @@ def spatial_init_(enc, generator: torch.Generator) -> None:
         ca.query.weight[rows, cols] = beta * torch.eye(16)
         ca.key.weight[rows, cols] = torch.eye(16)
         ca.value.weight[rows, :content] = torch.randn(16, content, generator=generator) / math.sqrt(content)
-    out = enc.qformer.encoder.layer[0].crossattention.output.dense
+    out = layer.crossattention.output.dense
     out.weight.copy_(OUTPUT_GAIN * torch.eye(hidden))
     out.bias.zero_()
