@@ -21,7 +21,10 @@ class Head(Protocol):
         """Fill ``reply.extras[self.name]`` for each reply (media files go under ``media_dir``)."""
 
 
-HEADS: dict[str, str] = {}
+HEADS: dict[str, str] = {
+    "sticker": "elmd.heads.sticker.head:build_head",
+    "avatar": "elmd.heads.avatar.head:build_head",
+}
 """Head name -> ``"module:factory"``; ``factory(pipeline, cfg) -> Head`` (imported lazily)."""
 
 
