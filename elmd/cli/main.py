@@ -22,6 +22,7 @@ COMMANDS = {
     "report": "elmd.cli.report_cmd",
     "chat": "elmd.cli.chat_cmd",
     "sticker": "elmd.cli.sticker_cmd",
+    "avatar": "elmd.cli.avatar_cmd",
 }
 
 
