@@ -19,6 +19,7 @@ The LLM emits ``[IMG1..r]`` after its text. Following PEGS (``model/pegs/model/p
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -106,9 +107,11 @@ class FeatureMapper(nn.Module):
                  decoder_layers: int = 4, heads: int = 4, num_queries: int = 77):
         super().__init__()
         self.fc_in = nn.Linear(hidden, width)
-        self.transformer = nn.Transformer(d_model=width, nhead=heads, num_encoder_layers=encoder_layers,
-                                          num_decoder_layers=decoder_layers, dim_feedforward=4 * width,
-                                          dropout=0.0, batch_first=True, norm_first=True)
+        with warnings.catch_warnings():  # pre-norm layers cannot use nested tensors; torch warns about it
+            warnings.filterwarnings("ignore", message="enable_nested_tensor")
+            self.transformer = nn.Transformer(d_model=width, nhead=heads, num_encoder_layers=encoder_layers,
+                                              num_decoder_layers=decoder_layers, dim_feedforward=4 * width,
+                                              dropout=0.0, batch_first=True, norm_first=True)
         self.fc_out = nn.Linear(width, out_dim)
         self.queries = nn.Parameter(torch.randn(1, num_queries, width) / math.sqrt(width))
 
