@@ -67,7 +67,7 @@ def tiny_run(root: Path, n_test: int) -> tuple[Path, Path]:
     overrides = [f"data.{s}={root / (s + '.jsonl')}" for s in ("train", "valid", "test")] + [
         f"index.path={root / 'index'}", "index.use_gpu=false", "retrieval.device=cpu", f"vision.feature_cache={root / 'features'}",
         "vision.num_frames=2", "vision.image_size=64", "vision.num_query_tokens=4", "train.batch_size=8",
-        "train.eerg_epochs=1", "train.init_from_rep=false", "train.pre_seq_len=4", f"train.out={root / 'runs'}",
+        "train.eerg_epochs=1", "train.init_from_rep=false", "prefix.pre_seq_len=4", f"train.out={root / 'runs'}",
         "train.device=cpu"]
     cfg = load_config("tiny", overrides)
     texts = [s.utterance.text for s in read_samples(root / "train.jsonl")]

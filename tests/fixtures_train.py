@@ -51,7 +51,7 @@ def train_overrides(folder, out) -> list[str]:
     return [f"data.train={folder / 'train.jsonl'}", f"data.valid={folder / 'valid.jsonl'}",
             "prompt.use_demonstration=false", "vision.feature_cache=", "vision.num_frames=2", "vision.image_size=64",
             "vision.num_query_tokens=4", "train.batch_size=4", "train.epochs=2", "train.eerg_epochs=2",
-            "train.lr=0.01", "train.eerg_lr=0.01", "train.pre_seq_len=4", "train.prefix_dropout=0.0",
+            "train.lr=0.01", "train.eerg_lr=0.01", "prefix.pre_seq_len=4", "prefix.dropout=0.0",
             f"train.out={out}", "train.device=cpu"]
 
 

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 
 from elmd.cli.chat_cmd import cli
 from elmd.evaluation.chat import open_chat
-from elmd.evaluation.generate import run_config
-from elmd.training.data import labels_of, open_index
+from elmd.resources import labels_of, open_index
+from elmd.runs import run_config
 from retrieval.demonstration import format_demonstration
 
 
@@ -43,12 +43,14 @@ def test_end_of_input_at_once_says_goodbye_and_a_video_line_applies_to_the_next_
 
 def test_history_holds_both_speakers_and_the_video_is_for_one_turn(gen_run):
     cfg = run_config(gen_run.eerg, ["generate.greedy=true"])
-    chat = open_chat(gen_run.eerg, cfg)
+    chat = open_chat(gen_run.eerg, ["generate.greedy=true"])
     video = str(gen_run.folder / "warm.mp4")
     a = chat.say("你听说了吗？", video)
+    a_prompt = chat.last_prompt
     b = chat.say("有个消息。")
+    b_prompt = chat.last_prompt
     assert [(t.speaker, t.text) for t in chat.history] == [("用户", "你听说了吗？"), ("助手", a.response),
                                                            ("用户", "有个消息。"), ("助手", b.response)]
     assert chat.history[0].video == video and chat.history[2].video is None
-    assert "\n视频：" in a.prompt and "\n视频：" not in b.prompt.split("当前话语")[1]
+    assert "\n视频：" in a_prompt and "\n视频：" not in b_prompt.split("当前话语")[1]
     assert a.emotion is None or a.emotion in labels_of(cfg)

@@ -14,9 +14,9 @@ from elmd.errors import ConfigError
 def test_presets_exist_and_differ():
     assert {"tiny", "chatglm2-6b"} <= set(available_presets())
     tiny, big = load_config("tiny"), load_config("chatglm2-6b")
-    assert (big.train.batch_size, big.train.pre_seq_len, big.retrieval.lr, big.retrieval.tau) == (16, 128, 5e-5, 0.5)
+    assert (big.train.batch_size, big.prefix.pre_seq_len, big.retrieval.lr, big.retrieval.tau) == (16, 128, 5e-5, 0.5)
     assert big.vision.num_frames == 8 and big.generate.top_p == 0.7 and big.generate.temperature == 0.95
-    assert tiny.train.pre_seq_len < big.train.pre_seq_len
+    assert tiny.prefix.pre_seq_len < big.prefix.pre_seq_len
 
 
 def test_overrides_are_typed():

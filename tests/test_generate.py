@@ -12,11 +12,13 @@ from click.testing import CliRunner
 
 from elmd.data.jsonl import read_samples
 from elmd.errors import ElmdError
-from elmd.evaluation.baselines import baseline_config, frame_index, single_frame
+from elmd.evaluation.baselines import baseline_pipeline, frame_index, single_frame
 from elmd.evaluation.evaluate import evaluate_file
-from elmd.evaluation.generate import Generator, generate_file, read_existing, run_config
-from elmd.training.data import labels_of, open_index, retrieve_demonstrations
-from elmd.training.session import load_trained
+from elmd.evaluation.generate import generate_file, read_existing
+from elmd.inference import load, request_of
+from elmd.models.elmd_model import ELMDOutput
+from elmd.resources import labels_of, open_index
+from elmd.runs import run_config
 
 FIELDS = {"sample_id", "emotion_pred", "response", "reference", "reference_emotion", "demonstration"}
 
@@ -27,14 +29,13 @@ def rows(path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def loaded(gen_run):
-    model, tokenizer, _ = load_trained(gen_run.eerg)
-    return model, tokenizer
+    return load(gen_run.eerg)
 
 
 def gen(gen_run, out, *overrides, baseline="none", checkpoint=None, loaded=None):
     checkpoint = checkpoint or gen_run.eerg
-    cfg = run_config(checkpoint, list(overrides))
-    return generate_file(cfg, checkpoint, gen_run.test, out, baseline, progress=False, loaded=loaded, log=lambda m: None)
+    return generate_file(checkpoint, gen_run.test, out, baseline, overrides, progress=False, pipeline=loaded,
+                         log=lambda m: None)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,9 @@ def test_one_valid_row_per_sample_with_the_retrieved_demonstration(gen_run, gree
     assert [r["sample_id"] for r in got] == [s.sample_id for s in samples]
     assert all(FIELDS <= r.keys() for r in got)
     assert [(r["reference"], r["reference_emotion"]) for r in got] == [(s.response.text, s.target_emotion) for s in samples]
-    demos = retrieve_demonstrations(cfg, samples, labels_of(cfg))
-    assert [r["demonstration"] for r in got] == demos and all(d.startswith("参考回复") for d in demos)
+    hits = open_index(cfg).search([s.utterance.text for s in samples], 1, [s.dialogue_id for s in samples])
+    demos = [f"参考回复（情绪：{labels_of(cfg).word(h[0].response_emotion)}）：{h[0].response}" for h in hits]
+    assert [r["demonstration"] for r in got] == demos
     assert meta["rows"] == meta["generated"] == len(samples) and meta["skipped_existing"] == 0
     assert meta["unparsable_emotions"] == sum(r["emotion_pred"] is None for r in got)
     assert 0 < meta["new_tokens"] <= len(samples) * 12  # generate.max_new_tokens=12
@@ -110,25 +112,38 @@ def test_resume_refuses_rows_made_with_other_settings(gen_run, greedy_file, load
 
 
 class ScriptedModel(torch.nn.Module):
-    """Answers each prompt with a fixed text: row 0 a parsable eerg answer, the others unparsable."""
+    """Answers each prompt with a fixed text through the decoding interface (start / step):
+    row 0 a parsable eerg answer, the others unparsable."""
 
     def __init__(self, tokenizer):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(1))
         good = tokenizer.encode("高兴\n太好了") + [tokenizer.eos_id]
         bad = tokenizer.encode("随便说说吧") + [tokenizer.eos_id]
-        self.answers, self.pad = [good, bad], tokenizer.pad_id
+        self.answers, self.vocab = [good, bad], tokenizer.vocab_size
 
-    def generate(self, input_ids, **_):
-        seqs = [self.answers[0] if b == 0 else self.answers[1] for b in range(input_ids.shape[0])]
-        width = max(map(len, seqs)) + 2  # pad after eos like generate does
-        return torch.tensor([s + [self.pad] * (width - len(s)) for s in seqs])
+    def _logits(self, rows: int, k: int) -> ELMDOutput:
+        logits = torch.zeros(rows, 1, self.vocab)
+        for b in range(rows):
+            answer = self.answers[0 if b == 0 else 1]
+            logits[b, 0, answer[min(k, len(answer) - 1)]] = 1e4  # certain under sampling too
+        return ELMDOutput(logits)
+
+    def start(self, input_ids, **_):
+        state = {"k": 0, "rows": input_ids.shape[0]}
+        return self._logits(state["rows"], 0), state
+
+    def step(self, state, tokens):
+        state["k"] += 1
+        return self._logits(state["rows"], state["k"])
 
 
 def test_an_unparsable_output_is_counted_not_dropped(gen_run, loaded, tmp_path):
-    _, tokenizer = loaded
+    from dataclasses import replace
+
     out = tmp_path / "p.jsonl"
-    meta = gen(gen_run, out, "generate.batch_size=5", loaded=(ScriptedModel(tokenizer), tokenizer))
+    scripted = replace(loaded, model=ScriptedModel(loaded.tokenizer))
+    meta = gen(gen_run, out, "generate.batch_size=5", loaded=scripted)
     got = rows(out)
     assert len(got) == 5 and meta["unparsable_emotions"] == 4
     assert (got[0]["emotion_pred"], got[0]["response"]) == ("happy", "太好了")
@@ -150,21 +165,21 @@ def test_retrieval_only_returns_the_top_hits_response(gen_run, tmp_path):
     assert meta["new_tokens"] == 0 and meta["rows"] == 5
 
 
-def test_text_only_prompts_have_no_video_positions_and_no_demonstration(gen_run, tmp_path):
-    model, tokenizer, _ = load_trained(gen_run.text_only)
-    cfg = baseline_config(run_config(gen_run.text_only), "text-only")
-    g = Generator(model, tokenizer, cfg)
+def test_text_only_prompts_have_no_video_positions_and_no_demonstration(gen_run, loaded, tmp_path):
+    pipe = baseline_pipeline(gen_run.text_only, "text-only")
+    cfg, tokenizer = pipe.cfg, pipe.tokenizer
     samples = read_samples(gen_run.test, labels_of(cfg))
     assert all(s.video for s in samples)  # the samples do have videos: the full run's prompts show them
-    assert any(Generator(model, tokenizer, run_config(gen_run.eerg)).encode(samples[0], "")["video_mask"])
-    for s, d in zip(samples, retrieve_demonstrations(cfg, samples, labels_of(cfg))):
-        enc = g.encode(s, d)
+    assert any(load(gen_run.eerg).encode(request_of(samples[0]), "")["video_mask"])
+    requests = [request_of(s) for s in samples]
+    for s, r, d in zip(samples, requests, pipe.demonstrations(requests)):
+        enc = pipe.encode(r, d)
         text = tokenizer.decode(enc["input_ids"])
         assert not any(enc["video_mask"]) and "\n视频：" not in text and "参考回复" not in text and s.utterance.text in text
     meta = gen(gen_run, tmp_path / "t.jsonl", "generate.greedy=true", baseline="text-only", checkpoint=gen_run.text_only)
     assert meta["warnings"] == [] and all(r["demonstration"] == "" for r in rows(tmp_path / "t.jsonl"))
     # the full checkpoint as a text-only model is flagged (it was trained with video and demonstrations)
-    assert len(gen(gen_run, tmp_path / "w.jsonl", baseline="text-only", loaded=(model, tokenizer))["warnings"]) == 2
+    assert len(gen(gen_run, tmp_path / "w.jsonl", baseline="text-only", loaded=loaded)["warnings"]) == 2
 
 
 def test_single_frame_replicates_one_seeded_frame():

@@ -15,7 +15,8 @@ from elmd.errors import ElmdError
 from elmd.models.elmd_model import ELMDModel
 from elmd.models.glm import chatglm2_6b_config, random_glm, tiny_config
 from elmd.models.pooling import VideoProjector, num_video_tokens
-from elmd.models.prefix import PrefixEncoder, extend_attention_mask, prefix_kwargs
+from elmd.models.config import PrefixConfig
+from elmd.models.prefix import PrefixEncoder, extend_attention_mask
 from elmd.models.prompt import collate, encode_prompt, encode_sample
 
 Q_DIM = 64
@@ -36,7 +37,7 @@ def build(env, prefix=True, seed=0, **kw) -> ELMDModel:
     torch.manual_seed(seed)
     model = ELMDModel(random_glm(tiny_config(tok.vocab_size, tok.pad_id, tok.eos_id)), VideoProjector(Q_DIM, 64))
     if prefix:
-        model.attach_prefix(P, seed=seed, **kw)
+        model.attach_prefix(PrefixConfig(P, **{"dropout": 0.0, **kw}), seed=seed)
     return model.eval()
 
 
@@ -51,7 +52,7 @@ def batch(env, ids, target=True, seed=0):
 
 def test_prefix_encoder_shapes_tiny_and_chatglm2_on_meta():
     tiny = tiny_config(100)
-    enc = PrefixEncoder.for_llm(tiny, P)
+    enc = PrefixEncoder.for_llm(tiny, PrefixConfig(P, dropout=0.0))
     kv = enc(3)
     assert kv.shape == (2, 2, 3, 2, P, 16)  # layers, (key, value), B, kv groups, P, head dim
     # layout: embedding row p = [layer][key/value][group][head dim]
@@ -63,7 +64,7 @@ def test_prefix_encoder_shapes_tiny_and_chatglm2_on_meta():
 
     big = chatglm2_6b_config()
     with torch.device("meta"):
-        enc = PrefixEncoder.for_llm(big, 128, projection=True)
+        enc = PrefixEncoder.for_llm(big, PrefixConfig(128, projection=True))
         pairs = enc.key_values(16, torch.bfloat16)
     assert enc.embedding.weight.shape == (128, 28 * 2 * 2 * 128)  # 14336 numbers per prefix position
     assert enc.trans[0].weight.shape == (4096, 14336)  # ChatGLM2's projection width = hidden size
@@ -114,7 +115,7 @@ def test_prefix_keeps_left_padding_invariance(env):
         with torch.no_grad():
             return model.llm(inputs_embeds=embeds, attention_mask=torch.ones(1, P + n, dtype=torch.long),
                              position_ids=torch.arange(start, start + n)[None],
-                             past_key_values=model.prefix.cache(1, model.llm.config)).logits[0]
+                             cache=model.prefix.cache(1, model.llm.config)).logits[0]
 
     assert torch.allclose(a, ref(0), atol=1e-5)
     assert (a - ref(P)).abs().max() > 1e-3  # counting the prefix would give other logits
@@ -150,7 +151,7 @@ def test_generate_without_dummies_drops_the_first_prompt_embeddings(env):
     def naive(e):
         cache = model.prefix.cache(1, model.llm.config)
         mask = extend_attention_mask(b["attention_mask"], P)
-        return model.llm.generate(inputs_embeds=e, attention_mask=mask, past_key_values=cache, max_new_tokens=1,
+        return model.llm.generate(inputs_embeds=e, attention_mask=mask, cache=cache, max_new_tokens=1,
                                   do_sample=False, output_logits=True, return_dict_in_generate=True).logits[0]
 
     with torch.no_grad():
@@ -201,7 +202,7 @@ def test_sampling_with_top_p_and_temperature(env):
 
 
 def test_prefix_projection_trains_its_mlp(env):
-    model = build(env, projection=True, projection_hidden=24)
+    model = build(env, projection=True, hidden_size=24)
     names = set(model.trainable_state_dict())
     assert names == {"projector.proj.weight", "projector.proj.bias", "prefix.embedding.weight",
                      "prefix.trans.0.weight", "prefix.trans.0.bias", "prefix.trans.2.weight", "prefix.trans.2.bias"}
@@ -216,14 +217,14 @@ def test_prefix_projection_trains_its_mlp(env):
 
 
 def test_trainable_state_round_trip_into_a_fresh_model(env, tmp_path):
-    model = build(env, projection=True, projection_hidden=16, seed=1)
+    model = build(env, projection=True, hidden_size=16, seed=1)
     b = batch(env, [0, 5])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-2)
     model(**b).loss.backward()
     opt.step()
     save_file({k: v.contiguous() for k, v in model.trainable_state_dict().items()}, str(tmp_path / "t.safetensors"))
 
-    fresh = build(env, projection=True, projection_hidden=16, seed=7)  # other init of projector and prefix
+    fresh = build(env, projection=True, hidden_size=16, seed=7)  # other init of projector and prefix
     with torch.no_grad():
         assert not torch.equal(fresh(**b).logits, model(**b).logits)
         assert fresh.load_trainable_state_dict(load_file(str(tmp_path / "t.safetensors"))) == []
@@ -242,12 +243,14 @@ def test_trainable_state_round_trip_into_a_fresh_model(env, tmp_path):
         build(env).load_trainable_state_dict(rep | {"prefix.embedding.weight": torch.zeros(P + 1, 128)})
 
 
-def test_prefix_from_the_train_config(env):
-    cfg = load_config("tiny", ["train.prefix_projection=true", "train.prefix_hidden_size=8",
-                              "train.prefix_dropout=0.5"])
+def test_prefix_from_the_config_and_its_legacy_train_keys(env):
+    cfg = load_config("tiny", ["prefix.projection=true", "prefix.hidden_size=8", "prefix.dropout=0.5"])
+    legacy = load_config("tiny", ["train.prefix_projection=true", "train.prefix_hidden_size=8",
+                                  "train.prefix_dropout=0.5"])  # keys of run folders saved before PrefixConfig
+    assert cfg.prefix == legacy.prefix
     model = build(env, prefix=False)
-    enc = model.attach_prefix(**prefix_kwargs(cfg.train), seed=cfg.train.seed)
-    assert (enc.pre_seq_len, enc.trans[0].out_features, enc.dropout.p) == (cfg.train.pre_seq_len, 8, 0.5)
+    enc = model.attach_prefix(cfg.prefix, seed=cfg.train.seed)
+    assert (enc.pre_seq_len, enc.trans[0].out_features, enc.dropout.p) == (cfg.prefix.pre_seq_len, 8, 0.5)
     enc.train()
     assert not torch.equal(enc(1), enc(1))  # dropout while training
     enc.eval()

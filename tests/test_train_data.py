@@ -142,11 +142,12 @@ def _toy_step(x):
 
     model = _Toy()
     labels = torch.tensor([[-100, 2]])
-    spec = LoopSpec(model, [model.w], 1, lambda idx: {"x": x, "labels": labels}, lambda idx: 1, lambda e: {}, 0.1, 1)
+    spec = LoopSpec(model, [model.w], 1, lambda idx: {"x": x, "labels": labels}, lambda idx: 1, lambda e: {}, 0.1, 1,
+                    model_inputs=("x",))
     opt = make_optimizer([model.w], 0.1, 0.0)
     sched = make_scheduler(opt, 10, 0, "constant")
     tc = SimpleNamespace(grad_accum=1, max_grad_norm=1.0)
-    loss, ok = train_step(spec, [0], opt, sched, TargetTokenLoss(), tc, DistInfo())
+    loss, ok, _ = train_step(spec, [0], opt, sched, tc, DistInfo())
     return model.w.detach().clone(), loss, ok
 
 
@@ -160,7 +161,7 @@ def test_a_step_with_a_non_finite_gradient_is_skipped():
 
 
 def test_ablation_indexes_must_come_from_the_ablated_retriever(train_cfg):
-    from elmd.training.data import check_index_variant
+    from elmd.resources import check_index_variant
 
     full = {"encoder": {"label": "+ERT+SSC"}}
     check_index_variant(train_cfg(), full, "idx")  # the full model accepts it

@@ -11,7 +11,7 @@ from elmd.training import eerg
 from elmd.training.checkpoint import latest_checkpoint
 from elmd.training.metrics_log import read_metrics
 
-RUN = ["train.batch_size=4", "train.eerg_epochs=2", "train.init_from_rep=false", "train.prefix_dropout=0.1",
+RUN = ["train.batch_size=4", "train.eerg_epochs=2", "train.init_from_rep=false", "prefix.dropout=0.1",
        "train.save_every=2", "train.eerg_lr=0.01"]
 
 

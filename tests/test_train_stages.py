@@ -15,7 +15,8 @@ from elmd.training import eerg, rep
 from elmd.training.checkpoint import load_trainable
 from elmd.training.metrics_log import read_metrics
 from elmd.training.run import ablation_overrides, apply_ablation, train
-from elmd.training.session import load_trained, validate
+from elmd.inference.loading import load_model
+from elmd.training.session import validate
 from fixtures_train import train_overrides_cfg
 
 
@@ -51,14 +52,14 @@ def test_eerg_starts_from_the_rep_linear_and_loads_back_with_one_call(runs):
     rep_linear = load_trainable(root / "rep")
     s = eerg.setup(cfg, root / "eerg-check", show_progress=False)
     assert all(torch.equal(s.model.trainable_state_dict()[k], rep_linear[k]) for k in rep_linear)
-    assert s.model.prefix is not None and s.model.prefix.pre_seq_len == cfg.train.pre_seq_len
+    assert s.model.prefix is not None and s.model.prefix.pre_seq_len == cfg.prefix.pre_seq_len
 
     saved = load_trainable(root / "eerg")
     assert set(saved) == {"projector.proj.weight", "projector.proj.bias", "prefix.embedding.weight"}
     assert not torch.equal(saved["projector.proj.weight"], rep_linear["projector.proj.weight"])  # it trained on
-    model, tokenizer, loaded_cfg = load_trained(root / "eerg")
+    model, tokenizer, loaded_cfg = load_model(root / "eerg")
     assert all(torch.equal(model.trainable_state_dict()[k], saved[k]) for k in saved)
-    assert str(tokenizer.path) == str(root / "eerg" / "tokenizer.model") and loaded_cfg.train.stage == "eerg"
+    assert tokenizer.path == (root / "eerg" / "tokenizer.model").resolve() and loaded_cfg.train.stage == "eerg"
     s.model = model  # the loaded model reproduces the run's final validation
     again = validate(s)
     assert again["valid_loss"] == pytest.approx(eerg_meta["final"]["valid_loss"], rel=1e-5)
@@ -109,5 +110,5 @@ def test_gradient_checkpointing_and_a_bf16_llm_keep_training_exact_and_fp32(trai
     s, half, meta = run_rep("llm.dtype=bfloat16")
     assert next(s.model.llm.parameters()).dtype == torch.bfloat16
     assert all(v.dtype == torch.float32 for v in half.values()) and meta["final"]["valid_loss"] < 100
-    with pytest.raises(ElmdError, match="stage rep only"):
+    with pytest.raises(ElmdError, match="does not work in stage eerg"):
         eerg.setup(train_cfg("train.gradient_checkpointing=true", "train.init_from_rep=false"), show_progress=False)

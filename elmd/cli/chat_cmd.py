@@ -21,11 +21,10 @@ def cli(checkpoint, video, background, show_prompt, overrides):
     import sys
 
     from elmd.evaluation.chat import open_chat, run_chat
-    from elmd.evaluation.generate import run_config
 
-    cfg = run_config(checkpoint, list(overrides))
-    session = open_chat(checkpoint, cfg, background)
-    click.echo(f"elmd chat — {checkpoint} (stage {cfg.train.stage}); one utterance per line, Ctrl-D to quit", err=True)
+    session = open_chat(checkpoint, list(overrides), background)
+    click.echo(f"elmd chat — {checkpoint} (stage {session.pipeline.spec.name}); one utterance per line, Ctrl-D to quit",
+               err=True)
     try:
         run_chat(session, _lines(sys.stdin), click.echo, video, show_prompt)
     except KeyboardInterrupt:

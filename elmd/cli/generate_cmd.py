@@ -23,13 +23,11 @@ from elmd.evaluation.baselines import BASELINES
 @friendly_errors
 def cli(checkpoint, data, out, baseline, greedy, overrides, no_progress):
     """Generate emotion + response for every sample of a split; appends to --out batch by batch."""
-    from elmd.config import format_config
-    from elmd.evaluation.generate import generate_file, run_config
+    from elmd.evaluation.generate import generate_file
 
-    cfg = run_config(checkpoint, list(overrides) + (["generate.greedy=true"] if greedy else []))
+    overrides = list(overrides) + (["generate.greedy=true"] if greedy else [])
     click.echo(f"# config: {checkpoint}/config.yaml {' '.join(overrides)}".rstrip(), err=True)
-    click.echo(format_config(cfg, compact=True), err=True)
-    meta = generate_file(cfg, checkpoint, data or cfg.data.test, out, baseline, progress=not no_progress,
+    meta = generate_file(checkpoint, data, out, baseline, overrides, progress=not no_progress,
                          log=lambda m: click.echo(m, err=True))
     speed = f"  {meta['tokens_per_s']:.1f} tokens/s" if meta["tokens_per_s"] else ""
     click.echo(f"{baseline}: {meta['generated']} generated, {meta['skipped_existing']} already there, "

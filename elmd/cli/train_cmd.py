@@ -1,4 +1,5 @@
-"""`elmd train --stage rep|eerg`: the two training stages (paper Sec. 3.4-3.5, Eq. 10-11).
+"""`elmd train --stage rep|eerg|...`: the training stages of the registry (:mod:`elmd.stages`;
+paper Sec. 3.4-3.5, Eq. 10-11).
 
 The same command runs in one process, under ``torchrun --nproc_per_node N`` and under
 ``accelerate launch`` (DDP over the trainable part: NCCL on GPU, gloo on CPU).
@@ -9,11 +10,13 @@ from __future__ import annotations
 import click
 
 from elmd.cli.common import config_options, friendly_errors, resolve
+from elmd.stages import stage_names
 
 
 @click.command("train")
-@click.option("--stage", type=click.Choice(["rep", "eerg"]), required=True,
-              help="rep: video Linear on the response emotion (Eq. 10); eerg: prefix + Linear on emotion + response (Eq. 11).")
+@click.option("--stage", type=click.Choice(stage_names()), required=True,
+              help="rep: video Linear on the response emotion (Eq. 10); eerg: prefix + Linear on emotion + response "
+                   "(Eq. 11); a head's stage (see elmd/stages.py).")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Output folder of the stage [default: train.out/STAGE].")
 @click.option("--resume", is_flag=True, help="Continue from the folder's latest checkpoint (same final weights as an uninterrupted run).")

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import torch
 
@@ -42,15 +43,30 @@ def check_baseline(name: str) -> str:
     return name
 
 
-def baseline_config(cfg, name: str):
-    """``cfg`` with the baseline's switches set (a new object; ``cfg`` is not changed)."""
-    import copy
+def baseline_overrides(name: str) -> list[str]:
+    """The baseline's switches as ``key=value`` overrides."""
+    return [f"{k}={'true' if v else 'false'}" for k, v in SWITCHES[check_baseline(name)]]
 
-    out = copy.deepcopy(cfg)
-    for dotted, value in SWITCHES[check_baseline(name)]:
-        section, key = dotted.split(".")
-        setattr(getattr(out, section), key, value)
-    return out
+
+def baseline_pipeline(checkpoint, name: str, overrides=(), pipeline=None):
+    """The :class:`~elmd.inference.pipeline.Pipeline` that answers as baseline ``name``: the run with
+    the baseline's switches (+ ``overrides``), the single-frame video transform, and no LLM for
+    retrieval-only. ``pipeline``: an already loaded pipeline of ``checkpoint`` to share."""
+    from elmd.inference import load
+
+    switches = baseline_overrides(name) + list(overrides)
+    if pipeline is None:
+        pipe = load(checkpoint, overrides=switches, with_model=name != "retrieval-only")
+    else:
+        pipe = pipeline.with_overrides(switches)
+    if name == "retrieval-only" and pipe.index is None:
+        from elmd.resources import open_index
+
+        pipe = replace(pipe, index=open_index(pipe.cfg))
+    if name == "single-frame":
+        seed = pipe.cfg.generate.seed
+        pipe = replace(pipe, video_transform=lambda feats, reqs: single_frame(feats, [r.sample_id for r in reqs], seed))
+    return pipe
 
 
 def mismatch_warnings(trained_cfg, cfg, name: str) -> list[str]:
@@ -78,19 +94,14 @@ def single_frame(feats: torch.Tensor, sample_ids: list[str], seed: int) -> torch
     return picked.unsqueeze(1).expand_as(feats).clone()
 
 
-def retrieval_only_rows(cfg, samples, labels, index=None) -> list[dict]:
-    """Prediction rows of the retrieval-only baseline: response = top hit's r', emotion = its label."""
-    from elmd.training.data import open_index
+def retrieval_only_replies(pipe, requests) -> list:
+    """Replies of the retrieval-only baseline: response = top hit's r', emotion = its label."""
+    from elmd.inference.reply import Reply
     from retrieval.demonstration import format_demonstration
 
-    index = index if index is not None else open_index(cfg)
-    hits = index.search([s.utterance.text for s in samples], 1, [s.dialogue_id for s in samples],
-                        batch_size=cfg.retrieval.encode_batch_size)
-    rows = []
-    for s, h in zip(samples, hits):
-        top = h[0] if h else None
-        emotion = top.response_emotion if top is not None and top.response_emotion in labels else None
-        rows.append({"sample_id": s.sample_id, "emotion_pred": emotion, "response": top.response if top else "",
-                     "reference": s.response.text, "reference_emotion": s.target_emotion,
-                     "demonstration": format_demonstration(top, labels)})
-    return rows
+    out = []
+    for top in pipe.search(requests):
+        emotion = top.response_emotion if top is not None and top.response_emotion in pipe.labels else None
+        out.append(Reply(emotion, pipe.labels.word(emotion) if emotion else "", top.response if top else "",
+                         format_demonstration(top, pipe.labels)))
+    return out

@@ -3,77 +3,56 @@
 Each line the user types is the current utterance u; the turns so far (user and model, alternating
 speakers) are the history H; the background B is ``--background``; a video (``--video PATH`` for
 the first turn, or a line ``/video PATH`` before any turn) gives that turn's video tokens; the
-demonstration R is retrieved from the run's index (when the run used demonstrations). The model's
-emotion word, the demonstration and the response are shown, and the response joins the history.
-Lines come from stdin (a terminal or a pipe); end of input (Ctrl-D) ends the chat.
+demonstration R is retrieved from the run's index (when the run used demonstrations). Every turn
+is answered by the run's :class:`~elmd.inference.pipeline.Pipeline` (the code `elmd generate` and
+`elmd serve` use). The model's emotion word, the demonstration and the response are shown, and the
+response joins the history. Lines come from stdin (a terminal or a pipe); end of input (Ctrl-D)
+ends the chat.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from elmd.data.schema import Sample, Turn
-
-
-@dataclass
-class Reply:
-    """One turn's result: parsed emotion id (or None), demonstration, response and the prompt text."""
-
-    emotion: str | None
-    emotion_word: str
-    demonstration: str
-    response: str
-    prompt: str
+from elmd.data.schema import Turn
+from elmd.inference.pipeline import Pipeline, request_seed
+from elmd.inference.reply import Reply, Request
 
 
 @dataclass
 class ChatSession:
-    """History across turns; :meth:`say` runs one turn through a :class:`~elmd.evaluation.generate.Generator`."""
+    """History across turns; :meth:`say` answers one turn with the pipeline."""
 
-    generator: object
-    index: object = None
+    pipeline: Pipeline
     background: str = ""
     user: str = "用户"
     bot: str = "助手"
     history: list[Turn] = field(default_factory=list)
 
-    def demonstration(self, text: str) -> str:
-        if self.index is None or not self.generator.cfg.prompt.use_demonstration:
-            return ""
-        from retrieval.demonstration import format_demonstration
-
-        hits = self.index.search([text], 1)[0]
-        return format_demonstration(hits[0] if hits else None, self.generator.labels)
-
-    def sample(self, text: str, video: str | None) -> Sample:
-        """The turn as a sample: the history so far, the utterance, and an unlabelled reply slot."""
+    def request(self, text: str, video: str | None) -> Request:
+        """The turn as a request: the history so far, the utterance, its video; seeded per turn."""
         n = len(self.history)
-        return Sample(sample_id=f"chat#{n}", dialogue_id="chat", series="", background=self.background,
-                      history=list(self.history), utterance=Turn(self.user, text, None, video),
-                      response=Turn(self.bot, "", None))
+        return Request(text, tuple(self.history), video, self.background,
+                       request_seed(self.pipeline.cfg.generate.seed, f"chat#{n}"), f"chat#{n}", "chat",
+                       self.user, self.bot)
+
+    last_prompt: str = ""
+    """The decoded prompt of the last turn (``--show-prompt``)."""
 
     def say(self, text: str, video: str | None = None) -> Reply:
-        gen = self.generator
-        sample, demo = self.sample(text, video), self.demonstration(text)
-        encoded = gen.encode(sample, demo)
-        (out,) = gen.generate([encoded], [video], [sample.sample_id])
-        self.history += [Turn(self.user, text, None, video), Turn(self.bot, out.response, out.emotion)]
-        word = gen.labels.word(out.emotion) if out.emotion else "?"
-        return Reply(out.emotion, word, demo, out.response, gen.tokenizer.decode(encoded["input_ids"]))
+        pipe, request = self.pipeline, self.request(text, video)
+        demos = pipe.demonstrations([request])
+        self.last_prompt = pipe.tokenizer.decode(pipe.encode(request, demos[0])["input_ids"])
+        reply = pipe.respond_batch([request], demos)[0]
+        self.history += [Turn(self.user, text, None, video), Turn(self.bot, reply.response, reply.emotion)]
+        return reply
 
 
-def open_chat(checkpoint, cfg, background: str = "", user: str = "用户", bot: str = "助手") -> ChatSession:
+def open_chat(checkpoint, overrides=(), background: str = "", user: str = "用户", bot: str = "助手") -> ChatSession:
     """Load the checkpoint (and the run's index when it used demonstrations) into a ChatSession."""
-    from elmd.evaluation.generate import Generator, resolve_device
-    from elmd.training.session import load_trained
+    from elmd.inference import load
 
-    model, tokenizer, _ = load_trained(checkpoint, resolve_device(cfg.generate.device))
-    index = None
-    if cfg.prompt.use_demonstration:
-        from elmd.training.data import open_index
-
-        index = open_index(cfg)
-    return ChatSession(Generator(model, tokenizer, cfg), index, background, user, bot)
+    return ChatSession(load(checkpoint, overrides=overrides), background, user, bot)
 
 
 def run_chat(session: ChatSession, lines, echo, video: str | None = None, show_prompt: bool = False) -> int:
@@ -90,8 +69,10 @@ def run_chat(session: ChatSession, lines, echo, video: str | None = None, show_p
         reply = session.say(text, video)
         video, turns = None, turns + 1
         if show_prompt:
-            echo(f"[prompt] {reply.prompt}")
-        echo(f"[emotion] {reply.emotion_word}" + (f" ({reply.emotion})" if reply.emotion else " (not parsable)"))
+            echo(f"[prompt] {session.last_prompt}")
+        echo(f"[emotion] {reply.emotion_word or '?'}" + (f" ({reply.emotion})" if reply.emotion else " (not parsable)"))
         echo(f"[demonstration] {reply.demonstration or '-'}")
+        for name, value in reply.extras.items():
+            echo(f"[{name}] {value}")
         echo(f"{session.bot}：{reply.response}")
     return turns

@@ -1,9 +1,10 @@
 """`elmd evaluate`: score a prediction file with the metrics of the paper's Table 2 (Sec. 5.1).
 
-Prediction file (written by `elmd generate`), one JSON object per line::
+Prediction file (written by `elmd generate`; schema :mod:`elmd.inference.predictions`), one JSON
+object per line::
 
     {"sample_id": "d1#3", "emotion_pred": "happy" | null, "response": "...", "reference": "...",
-     "reference_emotion": "happy", "demonstration": "..."}
+     "reference_emotion": "happy", "demonstration": "...", "generated": "..."}
 
 ``emotion_pred`` is null when no label could be parsed from the generated text; ``response`` may
 be "" (or null). Neither makes evaluation fail: both are counted in ``report.json``.
@@ -16,16 +17,15 @@ empty response stay in every mean with score 0 (dropping them would reward empty
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from elmd import __version__
-from elmd.errors import DataError
 from elmd.evaluation import metrics as M
 from elmd.evaluation.tokenize import CHARS_DOC, WORDS_DOC, chars, words
-from elmd.io import atomic_write_json, file_sha256, iter_jsonl
+from elmd.inference.predictions import Prediction, read_predictions  # noqa: F401  (the row schema)
+from elmd.io import atomic_write_json, file_sha256
 
 METRICS = ("BLEU-2", "BLEU-4", "METEOR", "ROUGE-1", "ROUGE-L", "Dist-1", "Dist-2", "Emo-Acc", "Emo-F1")
 """Columns of Tables 2 and 3, in order; the keys of ``report.json["metrics"]``."""
@@ -49,57 +49,6 @@ DEFINITIONS = {
     "Emo-Acc": "share of samples whose predicted label equals the reference label (unparsable = wrong)",
     "Emo-F1": "unweighted mean of per-label F1 over labels in references ∪ predictions (unparsable = wrong)",
 }
-
-_FIX = "each line must be a JSON object with string 'response' and 'reference' (as `elmd generate` writes)"
-
-
-@dataclass
-class Prediction:
-    """One line of a prediction file."""
-
-    sample_id: str | None
-    response: str
-    reference: str
-    emotion_pred: str | None = None
-    reference_emotion: str | None = None
-
-
-def read_predictions(path: str | Path) -> list[Prediction]:
-    """Parse a prediction JSONL; any problem raises :class:`DataError` naming ``file:line``."""
-    path = Path(path)
-    preds, seen = [], {}
-    for lineno, raw in iter_jsonl(path, "prediction file", "check the path, or write it with `elmd generate`"):
-        p = _parse_row(raw, path, lineno)
-        if p.sample_id is not None and p.sample_id in seen:
-            raise DataError(path, f"sample_id '{p.sample_id}' repeats line {seen[p.sample_id]}",
-                            "remove duplicate predictions (was the file appended twice?)", lineno)
-        seen[p.sample_id] = lineno
-        preds.append(p)
-    if not preds:
-        raise DataError(path, "contains no predictions", "generate them with `elmd generate`")
-    return preds
-
-
-def _parse_row(raw, path: Path, lineno: int) -> Prediction:
-    if not isinstance(raw, dict):
-        raise DataError(path, "expected a JSON object per line", _FIX, lineno)
-    if "reference" not in raw:
-        raise DataError(path, "missing field 'reference'", _FIX, lineno)
-    for key, nullable in (("response", True), ("reference", False), ("emotion_pred", True), ("reference_emotion", True)):
-        value = raw.get(key)
-        if not (isinstance(value, str) or (value is None and nullable)):
-            raise DataError(path, f"field '{key}' must be a string{' or null' if nullable else ''}, got {value!r}", _FIX, lineno)
-    sid = raw.get("sample_id")
-    if sid is not None and not isinstance(sid, (str, int)):
-        raise DataError(path, f"field 'sample_id' must be a string, got {sid!r}", _FIX, lineno)
-    return Prediction(
-        sample_id=None if sid is None else str(sid),
-        response=raw.get("response") or "",
-        reference=raw["reference"],
-        emotion_pred=raw.get("emotion_pred"),
-        reference_emotion=raw.get("reference_emotion"),
-    )
-
 
 def score_predictions(preds: list[Prediction], progress: bool = False) -> dict:
     """Metrics (× 100), extras, counts and per-label emotion scores of ``preds``."""

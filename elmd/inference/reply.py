@@ -37,6 +37,11 @@ class Request:
     """Speaker name of the utterance in the prompt."""
     responder: str = "助手"
     """Speaker name of the reply."""
+    max_new_tokens: int | None = None
+    """Decoding overrides of this request (None = the config's ``generate.*``)."""
+    greedy: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
 
 
 @dataclass

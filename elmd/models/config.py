@@ -66,6 +66,21 @@ class VisionPretrainConfig:
 
 
 @dataclass
+class PrefixConfig:
+    """The p-tuning v2 prefix of stage eerg (:mod:`elmd.models.prefix`, ChatGLM2's recipe)."""
+
+    pre_seq_len: int = 128
+    """Prefix length P: key/value pairs per layer put in front of the frozen LLM's attention."""
+    projection: bool = False
+    """Pass the prefix through a 2-layer MLP (Linear-tanh-Linear) as ChatGLM2's prefix_projection;
+    False = the plain per-layer key/value embedding (ChatGLM2's recipe default)."""
+    hidden_size: int = 0
+    """Hidden size of that MLP; 0 = the LLM's hidden size (4096 for ChatGLM2-6B)."""
+    dropout: float = 0.1
+    """Dropout on the prefix keys/values while training (ChatGLM2's p-tuning v2: 0.1)."""
+
+
+@dataclass
 class PromptConfig:
     max_source_length: int = 512
     """Max prompt tokens (instruction, background, history, utterance, video, demonstration)."""

@@ -18,13 +18,54 @@ first P prompt embeddings.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from elmd.errors import ElmdError
+from elmd.models.config import PrefixConfig
 from elmd.models.glm import freeze
 from elmd.models.prefix import PrefixEncoder, extend_attention_mask, real_positions
 from elmd.models.splice import splice_video
+
+IGNORE = -100
+
+
+@dataclass
+class ELMDOutput:
+    """What :meth:`ELMDModel.forward` / :meth:`ELMDModel.start` / :meth:`ELMDModel.step` return."""
+
+    logits: torch.Tensor
+    """[B, T, vocab] (``start`` / ``step``: the last position only, [B, 1, vocab])."""
+    loss: torch.Tensor | None = None
+    """Mean next-token cross-entropy over the target positions (labels != -100), when labels are given."""
+    hidden_states: torch.Tensor | None = None
+    """Last-layer hidden states [B, T, D] (after the final norm), when ``output_hidden_states``."""
+
+
+@dataclass
+class ELMDGeneration:
+    """:meth:`ELMDModel.generate` with ``output_hidden_states=True``."""
+
+    sequences: torch.Tensor
+    """New token ids [B, N] (pad after eos)."""
+    hidden_states: torch.Tensor
+    """Last-layer hidden states at the positions of the new tokens [B, N, D] (as a training forward
+    over prompt + new tokens gives them)."""
+
+
+@dataclass
+class DecodeState:
+    """The running state of incremental decoding (:meth:`ELMDModel.start` / :meth:`ELMDModel.step`)."""
+
+    cache: object
+    """transformers ``Cache`` holding the prefix (if any), the prompt and the tokens fed so far."""
+    attention_mask: torch.Tensor
+    """[B, P + T + steps]: prefix ones, the prompt's mask, one 1 per fed token."""
+    next_position: torch.Tensor
+    """[B] position id of the next token fed (real tokens counted, prefix not)."""
 
 
 class ELMDModel(nn.Module):
@@ -36,22 +77,20 @@ class ELMDModel(nn.Module):
         self.projector = projector
         self.register_module("prefix", prefix)
 
-    def attach_prefix(self, pre_seq_len: int, projection: bool = False, projection_hidden: int = 0,
-                      dropout: float = 0.0, seed: int | None = None) -> PrefixEncoder:
+    def attach_prefix(self, cfg: PrefixConfig, seed: int | None = None) -> PrefixEncoder:
         """Add a fresh p-tuning v2 prefix (stage eerg), float32, on the LLM's device; returns it.
 
-        ``projection_hidden`` 0 = the LLM's hidden size; ``seed`` makes the init reproducible.
-        From a config: ``model.attach_prefix(**prefix_kwargs(cfg.train), seed=cfg.train.seed)``.
+        ``seed`` makes the init reproducible: ``model.attach_prefix(cfg.prefix, seed=cfg.train.seed)``.
         """
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            prefix = PrefixEncoder.for_llm(self.llm.config, pre_seq_len, projection, projection_hidden, dropout)
+            prefix = PrefixEncoder.for_llm(self.llm.config, cfg)
         self.prefix = prefix.to(self.llm.get_input_embeddings().weight.device)
         return self.prefix
 
     def _prefix_inputs(self, embeds: torch.Tensor, attention_mask: torch.Tensor, rows: int | None = None):
-        """(past_key_values, attention mask [B, P + T]) of the prefix; (None, mask) without one."""
+        """(cache, attention mask [B, P + T]) of the prefix; (None, mask) without one."""
         if self.prefix is None:
             return None, attention_mask
         cache = self.prefix.cache(rows or embeds.shape[0], self.llm.config, embeds.dtype)
@@ -69,36 +108,94 @@ class ELMDModel(nn.Module):
         video_embeds = self.projector(video_feats)  # [B, m + Q, D]
         return splice_video(embeds, video_mask, video_embeds)
 
+    def _run(self, embeds, mask, positions, cache, last_only: bool = False):
+        """Decoder + LM head: (logits, last-layer hidden [B, T, D]); ``last_only`` = logits of the last position."""
+        hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                cache=cache, use_cache=cache is not None).last_hidden_state
+        return self.llm.lm_head(hidden[:, -1:] if last_only else hidden), hidden
+
     def forward(self, input_ids, attention_mask, labels=None, video_feats=None, video_present=None,
-                video_mask=None, **_):
-        """Loss (when ``labels``) and logits [B, T, vocab] of the frozen LLM on the spliced prompt."""
+                video_mask=None, output_hidden_states: bool = False) -> ELMDOutput:
+        """Logits [B, T, vocab] of the frozen LLM on the spliced prompt (+ loss when ``labels``)."""
         embeds = self.embed(input_ids, video_mask, video_feats, video_present)
         positions = real_positions(attention_mask)  # [B, T], 0 on left padding, prefix not counted
         cache, mask = self._prefix_inputs(embeds, attention_mask)
-        return self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                        past_key_values=cache, labels=labels, use_cache=False)
+        logits, hidden = self._run(embeds, mask, positions, cache)
+        loss = None
+        if labels is not None:
+            shifted = labels[:, 1:]
+            loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), shifted.reshape(-1),
+                                   ignore_index=IGNORE)
+        return ELMDOutput(logits, loss, hidden if output_hidden_states else None)
 
     @torch.no_grad()
-    def generate(self, input_ids, attention_mask, video_feats=None, video_present=None, video_mask=None, **kwargs):
-        """New token ids [B, N] continuing each prompt (``kwargs`` go to ``llm.generate``: greedy,
-        ``do_sample`` / ``top_p`` / ``temperature``, ``return_dict_in_generate`` ...).
+    def start(self, input_ids, attention_mask, video_feats=None, video_present=None, video_mask=None,
+              rows_per_prompt: int = 1) -> tuple[ELMDOutput, DecodeState]:
+        """Prefill: the prompt through the LLM with a cache (holding the prefix first, if any).
+
+        Returns the last position's logits [B, 1, V] and hidden state, and the :class:`DecodeState`
+        that :meth:`step` continues. Same math as :meth:`forward` at the last prompt position.
+        """
+        if rows_per_prompt > 1:
+            expand = lambda t: None if t is None else t.repeat_interleave(rows_per_prompt, 0)  # noqa: E731
+            input_ids, attention_mask, video_mask = map(expand, (input_ids, attention_mask, video_mask))
+            video_feats, video_present = expand(video_feats), expand(video_present)
+        embeds = self.embed(input_ids, video_mask, video_feats, video_present)
+        positions = real_positions(attention_mask)
+        cache, mask = self._prefix_inputs(embeds, attention_mask)
+        if cache is None:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=self.llm.config)
+        logits, hidden = self._run(embeds, mask, positions, cache, last_only=True)
+        state = DecodeState(cache, mask, positions[:, -1] + 1)
+        return ELMDOutput(logits, None, hidden[:, -1:]), state
+
+    @torch.no_grad()
+    def step(self, state: DecodeState, tokens: torch.Tensor) -> ELMDOutput:
+        """Feed one token per row (``tokens`` [B]); returns its logits [B, 1, V] and hidden state [B, 1, D]."""
+        embeds = self.llm.get_input_embeddings()(tokens[:, None])
+        state.attention_mask = torch.cat([state.attention_mask, state.attention_mask.new_ones(len(tokens), 1)], 1)
+        positions = state.next_position[:, None]
+        logits, hidden = self._run(embeds, state.attention_mask, positions, state.cache)
+        state.next_position = state.next_position + 1
+        return ELMDOutput(logits, None, hidden)
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask, video_feats=None, video_present=None, video_mask=None,
+                 output_hidden_states: bool = False, **kwargs):
+        """New token ids [B, N] continuing each prompt with transformers' ``generate`` (``kwargs``:
+        greedy, ``do_sample`` / ``top_p`` / ``temperature``, ``return_dict_in_generate`` ...).
 
         With a prefix, ``llm.generate`` gets the prefix cache, the mask extended by P, and P dummy
         embeddings + dummy positions in front (generate skips as many leading embeddings as the cache
         holds), so its first step is exactly :meth:`forward` at the last prompt position.
+        ``output_hidden_states=True`` returns an :class:`ELMDGeneration` instead (sequences + the
+        hidden states at the new tokens' positions, from one forward over prompt + new tokens).
         """
+        if kwargs.get("cache") is not None or kwargs.get("past_key_values") is not None or kwargs.get("position_ids") is not None:
+            raise ValueError("ELMDModel.generate builds the cache and position_ids itself")
         embeds = self.embed(input_ids, video_mask, video_feats, video_present)
         if self.prefix is None:
-            return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
-        if kwargs.get("past_key_values") is not None or kwargs.get("position_ids") is not None:
-            raise ValueError("generate with a prefix builds past_key_values and position_ids itself")
-        B, P = embeds.shape[0], self.prefix.pre_seq_len
-        cache, mask = self._prefix_inputs(embeds, attention_mask, B * self._expand_size(kwargs))
-        dummy = embeds.new_zeros(B, P, embeds.shape[-1])  # sliced off by generate, never computed
-        real = real_positions(attention_mask)
-        positions = torch.cat([real.new_zeros(B, P), real], 1)  # dummy positions, also sliced off
-        return self.llm.generate(inputs_embeds=torch.cat([dummy, embeds], 1), attention_mask=mask,
-                                 position_ids=positions, past_key_values=cache, **kwargs)
+            new = self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+        else:
+            B, P = embeds.shape[0], self.prefix.pre_seq_len
+            cache, mask = self._prefix_inputs(embeds, attention_mask, B * self._expand_size(kwargs))
+            dummy = embeds.new_zeros(B, P, embeds.shape[-1])  # sliced off by generate, never computed
+            real = real_positions(attention_mask)
+            positions = torch.cat([real.new_zeros(B, P), real], 1)  # dummy positions, also sliced off
+            new = self.llm.generate(inputs_embeds=torch.cat([dummy, embeds], 1), attention_mask=mask,
+                                    position_ids=positions, cache=cache, **kwargs)
+        if not output_hidden_states:
+            return new
+        seqs = new.sequences if hasattr(new, "sequences") else new
+        if seqs.shape[0] != input_ids.shape[0]:
+            raise ValueError("output_hidden_states=True needs one sequence per prompt (no beams / num_return_sequences)")
+        ids = torch.cat([input_ids, seqs], 1)
+        mask = torch.cat([attention_mask, torch.ones_like(seqs)], 1)
+        vm = None if video_mask is None else torch.cat([video_mask, torch.zeros_like(seqs, dtype=torch.bool)], 1)
+        out = self(ids, mask, None, video_feats, video_present, vm, output_hidden_states=True)
+        return ELMDGeneration(seqs, out.hidden_states[:, -seqs.shape[1]:])
 
     def _expand_size(self, kwargs: dict) -> int:
         """Rows per prompt inside generate (beams / returned sequences): the cache must have them."""
@@ -109,7 +206,7 @@ class ELMDModel(nn.Module):
 
     @torch.no_grad()
     def label_logprobs(self, input_ids, attention_mask, label_ids: list[list[int]], video_feats=None,
-                       video_present=None, video_mask=None, **_) -> torch.Tensor:
+                       video_present=None, video_mask=None) -> torch.Tensor:
         """log P(label word | prompt) [B, L] for each label's token ids (stage rep: argmax = prediction)."""
         B, scores = input_ids.shape[0], []
         vm = video_mask if video_mask is not None else torch.zeros_like(input_ids, dtype=torch.bool)
@@ -144,7 +241,7 @@ class ELMDModel(nn.Module):
         for k, v in state.items():
             if tuple(v.shape) != tuple(own[k].shape):
                 raise ElmdError(f"trainable tensor '{k}' has shape {tuple(v.shape)}, the model {tuple(own[k].shape)} "
-                                "— check train.pre_seq_len / train.prefix_* and the model preset")
+                                "— check prefix.pre_seq_len / prefix.* and the model preset")
             with torch.no_grad():
                 own[k].copy_(v.to(own[k].dtype))
         return missing

@@ -11,7 +11,7 @@ LLM's attention, as ChatGLM2-6B's own p-tuning v2 recipe does:
 * dropout (ChatGLM2: 0.1) on the result in training mode; the result is cast to the LLM's dtype
   (the encoder itself stays float32, as ChatGLM2's recipe keeps ``prefix_encoder.float()``).
 
-The prefix enters ``GlmForCausalLM`` as the initial ``past_key_values`` (a transformers
+The prefix enters ``GlmForCausalLM`` as the initial ``cache`` (a transformers
 ``DynamicCache``). As in ChatGLM2, the prefix keys get no rotary embedding (the cache holds keys
 after rotation; prefix keys are stored as they are), the attention mask is extended by P ones on
 the left, and the position ids count the real tokens only (ChatGLM2's ``get_position_ids`` ignores
@@ -33,6 +33,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from transformers import DynamicCache
+
+from elmd.models.config import PrefixConfig
 
 
 class PrefixEncoder(nn.Module):
@@ -58,13 +60,12 @@ class PrefixEncoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     @classmethod
-    def for_llm(cls, llm_config, pre_seq_len: int, projection: bool = False, projection_hidden: int = 0,
-                dropout: float = 0.0) -> "PrefixEncoder":
-        """Sized for a ``GlmConfig`` (layers, KV groups, head dim); ``projection_hidden`` 0 = its hidden size."""
+    def for_llm(cls, llm_config, cfg: PrefixConfig) -> "PrefixEncoder":
+        """Sized for a ``GlmConfig`` (layers, KV groups, head dim); ``cfg.hidden_size`` 0 = its hidden size."""
         head_dim = getattr(llm_config, "head_dim", None) or llm_config.hidden_size // llm_config.num_attention_heads
         kv_heads = getattr(llm_config, "num_key_value_heads", None) or llm_config.num_attention_heads
-        hidden = projection_hidden or llm_config.hidden_size
-        return cls(pre_seq_len, llm_config.num_hidden_layers, kv_heads, head_dim, projection, hidden, dropout)
+        hidden = cfg.hidden_size or llm_config.hidden_size
+        return cls(cfg.pre_seq_len, llm_config.num_hidden_layers, kv_heads, head_dim, cfg.projection, hidden, cfg.dropout)
 
     def forward(self, batch_size: int) -> torch.Tensor:
         """[num_layers, 2 (key, value), B, kv_heads, P, head_dim] in the encoder's dtype."""
@@ -82,7 +83,7 @@ class PrefixEncoder(nn.Module):
         return [(kv[i, 0], kv[i, 1]) for i in range(self.num_layers)]
 
     def cache(self, batch_size: int, llm_config, dtype: torch.dtype | None = None) -> DynamicCache:
-        """A fresh ``DynamicCache`` already holding the prefix (the initial ``past_key_values``).
+        """A fresh ``DynamicCache`` already holding the prefix (the LLM's initial ``cache``).
 
         The cache is filled in place by the forward pass that uses it: build one per forward /
         per ``generate`` call. Gradients flow from the cached tensors back to the encoder.
@@ -101,9 +102,3 @@ def extend_attention_mask(attention_mask: torch.Tensor, pre_seq_len: int) -> tor
 def real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Position ids [B, T] counting real tokens only (0 on left padding; the prefix is not counted)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def prefix_kwargs(train) -> dict:
-    """``ELMDModel.attach_prefix`` arguments from a ``TrainConfig`` (pre_seq_len, projection, dropout)."""
-    return dict(pre_seq_len=train.pre_seq_len, projection=train.prefix_projection,
-                projection_hidden=train.prefix_hidden_size, dropout=train.prefix_dropout)

@@ -66,7 +66,9 @@ def tiny_tokenizer(texts, cache_file: str | Path, vocab_size: int = 2000) -> Cha
         texts = list(texts() if callable(texts) else texts)
         if not texts:
             raise ElmdError(f"{cache_file}: no texts to train the tiny tokenizer on — prepare data first (`elmd data prepare`)")
-        train_tiny_tokenizer(texts, cache_file, vocab_size)
+        from elmd.models.prompt import template_strings
+
+        train_tiny_tokenizer(texts, cache_file, vocab_size, template_strings())
     return ChatGLMTokenizer(cache_file)
 
 

@@ -41,24 +41,25 @@ from elmd.data.schema import Sample, Turn
 from elmd.errors import ElmdError
 from elmd.models.config import PromptConfig
 from elmd.models.tokenizer import ROUND_TEMPLATE, left_pad
+from elmd.stages import TARGETS, get_stage
 
 IGNORE = -100
-STAGES = ("rep", "eerg")
 _TASK = "请根据背景、对话历史、当前话语及其视频（如有），判断你回复时应当表达的情感，从“{choices}”中选择一个。"
-INSTRUCTIONS = {"rep": _TASK, "eerg": _TASK + "再给出带有该情感的回复。"}
+INSTRUCTIONS = {"emotion": _TASK, "emotion_response": _TASK + "再给出带有该情感的回复。"}
+"""The instruction I of each prompt target (:data:`elmd.stages.TARGETS`)."""
 HEAD, TAIL = ROUND_TEMPLATE.split("{q}")
 
 
 def instruction(stage: str, labels: LabelSet) -> str:
-    if stage not in STAGES:
-        raise ElmdError(f"unknown stage '{stage}' — use one of {STAGES}")
-    return INSTRUCTIONS[stage].format(choices="、".join(labels.word(i) for i in labels.ids))
+    """Instruction I of ``stage`` (its target decides: emotion only, or emotion + reply)."""
+    return INSTRUCTIONS[get_stage(stage).target].format(choices="、".join(labels.word(i) for i in labels.ids))
 
 
 def template_strings() -> list[str]:
     """Fixed strings of the template (added to the tiny tokenizer's training text)."""
     labels = LabelSet(M3ED_LABELS)
-    return [instruction(s, labels) for s in STAGES] + [
+    choices = "、".join(labels.word(i) for i in labels.ids)
+    return [INSTRUCTIONS[t].format(choices=choices) for t in TARGETS] + [
         HEAD.format(n=1), TAIL, "背景：", "对话历史：", "当前话语：", "视频：", "参考回复（情绪：",
     ] + [labels.word(i) for i in labels.ids]
 
@@ -119,7 +120,7 @@ def target_ids(sample: Sample, tokenizer, labels: LabelSet, stage: str, cfg: Pro
     if sample.target_emotion not in labels:
         raise ElmdError(f"sample {sample.sample_id}: target emotion '{sample.target_emotion}' is not in the label set {labels.ids}")
     word = tokenizer.encode(labels.word(sample.target_emotion))
-    if stage == "rep":
+    if not get_stage(stage).generates_response:
         return word
     response = tokenizer.encode("\n" + sample.response.text)
     room = max(cfg.max_target_length - len(word) - 1, 0)

@@ -112,15 +112,15 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def train_tiny_tokenizer(texts: Iterable[str], out_file: str | Path, vocab_size: int = 2000) -> Path:
+def train_tiny_tokenizer(texts: Iterable[str], out_file: str | Path, vocab_size: int = 2000,
+                         extra_texts: Iterable[str] = ()) -> Path:
     """Train a small SentencePiece BPE model on ``texts`` with ChatGLM2's conventions; write it atomically.
 
-    The prompt template's fixed strings are added to the training text so that they get pieces.
+    ``extra_texts`` (the prompt template's fixed strings, :func:`elmd.models.prompt.template_strings`)
+    are added to the training text so that they get pieces.
     """
-    from elmd.models.prompt import template_strings
-
     lines = [t.replace("\n", " ").strip() for t in texts]
-    lines = [t for t in lines if t] + template_strings()
+    lines = [t for t in lines if t] + list(extra_texts)
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),

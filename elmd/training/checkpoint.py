@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from elmd.errors import ElmdError
 from elmd.io import atomic_write_json, atomic_write_text
+from elmd.runs import load_trainable  # noqa: F401  (re-exported: a checkpoint folder reads like an output)
 
 
 def rng_state() -> dict:
@@ -78,15 +79,6 @@ def latest_checkpoint(out: str | Path) -> Path | None:
     if not (path / "state.pt").exists():
         raise ElmdError(f"{pointer}: points at {path.name}, which is incomplete — delete the pointer to start over")
     return path
-
-
-def load_trainable(path: str | Path) -> dict[str, torch.Tensor]:
-    """The trainable tensors of a checkpoint folder (or of a final output folder)."""
-    path = Path(path)
-    file = path / "trainable.safetensors"
-    if not file.exists():
-        raise ElmdError(f"{file}: not found — pass a run's output folder or one of its checkpoints/step-* folders")
-    return load_file(str(file))
 
 
 def load_checkpoint(path: str | Path, module: torch.nn.Module, optimizer, scheduler=None) -> dict:

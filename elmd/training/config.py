@@ -57,14 +57,5 @@ class TrainConfig:
     'w/o REP' ablation)."""
     rep_dir: str = ""
     """Stage eerg: the rep output folder to initialise from; empty = OUT/rep."""
-    pre_seq_len: int = 128
-    """p-tuning v2 prefix length (stage eerg)."""
-    prefix_projection: bool = False
-    """Pass the prefix through a 2-layer MLP (Linear-tanh-Linear) as ChatGLM2's prefix_projection
-    (stage eerg); False = the plain per-layer key/value embedding (ChatGLM2's recipe default)."""
-    prefix_hidden_size: int = 0
-    """Hidden size of that MLP; 0 = the LLM's hidden size (4096 for ChatGLM2-6B)."""
-    prefix_dropout: float = 0.1
-    """Dropout on the prefix keys/values while training (ChatGLM2's p-tuning v2: 0.1)."""
     seed: int = 42
     """Seed of init, shuffling and dropout."""

@@ -5,7 +5,7 @@
   :class:`~retrieval.index.DemonstrationIndex` at ``index.path``; hits from the sample's own
   dialogue are excluded (otherwise a training sample would retrieve its own reply).
   ``prompt.use_demonstration=false`` (the 'w/o ERM' ablation) skips retrieval altogether.
-* **Video features**: :class:`FeatureStore` reads (or fills) ``vision.feature_cache`` once before
+* **Video features**: :class:`~elmd.resources.FeatureStore` reads (or fills) ``vision.feature_cache`` once before
   the loop, so the frozen ViT + Q-Former never runs inside it when the cache is complete.
   ``vision.use_video=false`` (the 'w/o V' ablation) gives prompts without video positions.
 * **Batches**: epoch ``e`` visits the samples in a permutation seeded with ``seed + e``; each
@@ -24,15 +24,11 @@ from pathlib import Path
 import torch
 
 from elmd.data.jsonl import read_samples
-from elmd.data.labels import LabelSet, label_set_from_config
+from elmd.data.labels import LabelSet
 from elmd.data.schema import Sample
 from elmd.errors import DataError, ElmdError
-from elmd.models.pooling import num_video_tokens
 from elmd.models.prompt import IGNORE, collate, encode_sample
-
-
-def labels_of(cfg) -> LabelSet:
-    return label_set_from_config(cfg.data.labels, cfg.data.label_names)
+from elmd.resources import FeatureStore, labels_of, open_index, video_tokens  # noqa: F401  (shared with inference)
 
 
 def load_split(cfg, split: str, labels: LabelSet) -> list[Sample]:
@@ -55,80 +51,6 @@ def retrieve_demonstrations(cfg, samples: list[Sample], labels: LabelSet, index=
     return demonstrations_for(index, samples, labels, batch_size=cfg.retrieval.encode_batch_size)
 
 
-def open_index(cfg):
-    """The demonstration index at ``index.path`` (its own encoder; another one is refused)."""
-    from retrieval.index import DemonstrationIndex
-
-    if not Path(cfg.index.path).is_dir():
-        raise ElmdError(f"index.path '{cfg.index.path}' does not exist — build it with `elmd index build`, "
-                        "or train without demonstrations (prompt.use_demonstration=false)")
-    index = DemonstrationIndex.load(cfg.index.path, use_gpu=cfg.index.use_gpu, device=cfg.retrieval.device)
-    check_index_variant(cfg, index.meta, cfg.index.path)
-    return index
-
-
-def check_index_variant(cfg, meta: dict, path) -> None:
-    """Under ``retrieval.ert=false`` / ``retrieval.ssc=false`` (the w/o ERT / w/o SSC ablations) the
-    index must not come from a retriever trained with that component (its label says '+ERT' / '+SSC')."""
-    label = meta.get("encoder", {}).get("label", "")
-    for name in ("ert", "ssc"):
-        if not getattr(cfg.retrieval, name) and f"+{name.upper()}" in label:
-            raise ElmdError(f"{path}: built by a retriever trained with {name.upper()} ('{label}') but retrieval.{name}=false "
-                            f"(w/o {name.upper()}) — train one with --set retrieval.{name}=false and build its index "
-                            f"at index.path={path}")
-
-
-class FeatureStore:
-    """``store(paths) -> [B, m, Q, q]`` video features for a batch (zeros for ``None`` paths).
-
-    Reads ``vision.feature_cache`` (filled by ``elmd features extract``; misses are encoded and
-    added), or encodes on the fly when no cache is set. With ``in_memory`` every video's features
-    are kept for the run after their first read, so :meth:`preload` makes the loop encoder-free.
-    """
-
-    def __init__(self, vision_cfg, encoder=None, in_memory: bool = True):
-        from elmd.models.features import VideoFeatureSource
-
-        if vision_cfg.feature_cache and not Path(vision_cfg.feature_cache).is_dir():
-            raise ElmdError(f"vision.feature_cache '{vision_cfg.feature_cache}' does not exist — fill it with "
-                            "`elmd features extract --data TRAIN.jsonl` (and the valid split), or set "
-                            "vision.feature_cache='' to encode the videos on the fly")
-        self.cfg, self.in_memory = vision_cfg, in_memory
-        self.source = VideoFeatureSource(vision_cfg, encoder)
-        self.memo: dict[str, torch.Tensor] = {}
-        self._shape: tuple[int, ...] | None = None
-
-    @property
-    def stats(self):
-        return self.source.stats
-
-    def preload(self, paths, chunk: int = 64, progress: bool = False) -> None:
-        """Read (or encode and cache) every distinct video of ``paths`` once, before training."""
-        from tqdm import tqdm
-
-        todo = [p for p in dict.fromkeys(p for p in paths if p) if p not in self.memo]
-        for i in tqdm(range(0, len(todo), chunk), desc="video features", unit="chunk", disable=not progress or not todo):
-            self._fetch(todo[i:i + chunk])
-
-    def _fetch(self, paths: list[str]) -> dict[str, torch.Tensor]:
-        feats = self.source(paths)
-        self._shape = tuple(feats.shape[1:]) if len(paths) else self._shape
-        got = dict(zip(paths, feats))
-        if self.in_memory:
-            self.memo.update(got)
-        return got
-
-    def __call__(self, paths: list[str | None]) -> torch.Tensor:
-        missing = [p for p in dict.fromkeys(p for p in paths if p) if p not in self.memo]
-        got = {**self.memo, **(self._fetch(missing) if missing else {})}
-        shape = self._shape or (self.cfg.num_frames, self.cfg.num_query_tokens, self.q_dim)
-        return torch.stack([got[p] if p else torch.zeros(shape) for p in paths]) if paths else torch.zeros(0, *shape)
-
-    @property
-    def q_dim(self) -> int:
-        return self._shape[-1] if self._shape else self.source.encoder.q_dim
-
-
 @dataclass
 class Split:
     """One split, encoded once: samples, their prompts (input_ids / labels / video_mask) and videos."""
@@ -145,11 +67,6 @@ class Split:
     def target_tokens(self, idx) -> int:
         """Number of target (non -100) tokens of the samples ``idx`` (the loss denominator)."""
         return sum(sum(1 for t in self.encoded[i]["labels"] if t != IGNORE) for i in idx)
-
-
-def video_tokens(cfg) -> int:
-    """Video positions per prompt: m + Q, or 0 under ``vision.use_video=false``."""
-    return num_video_tokens(cfg.vision.num_frames, cfg.vision.num_query_tokens) if cfg.vision.use_video else 0
 
 
 def encode_split(cfg, name: str, samples: list[Sample], demos: list[str], tokenizer, labels: LabelSet,

@@ -1,14 +1,14 @@
 """Stage ``eerg`` (paper Sec. 3.5, Eq. 11): emotion-enhanced response generation.
 
-A p-tuning v2 prefix (:mod:`elmd.models.prefix`; ``train.pre_seq_len``, 128 as in ChatGLM2's
-recipe, optional ``train.prefix_projection``) is attached to the frozen LLM, and the video Linear
+A p-tuning v2 prefix (:mod:`elmd.models.prefix`; ``prefix.pre_seq_len``, 128 as in ChatGLM2's
+recipe, optional ``prefix.projection``) is attached to the frozen LLM, and the video Linear
 is initialised from the ``rep`` output (``train.rep_dir``, default OUT/rep;
 ``train.init_from_rep=false`` = a fresh Linear, the 'w/o REP' ablation). Both train on the target
 "emotion word + newline + response + eos". Defaults (paper): batch 16, AdamW, lr 2e-2.
 
     setup(cfg)  ->  fit(session)  ->  validate(session)        (or train_eerg(cfg) for all three)
 
-The output folder loads back with one call: :func:`elmd.training.session.load_trained`.
+The output folder loads back with one call: :func:`elmd.inference.load`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 
 from elmd.errors import ElmdError
 from elmd.io import file_sha256
-from elmd.training.session import Session, open_session, read_meta, run
+from elmd.runs import read_meta
+from elmd.training.session import Session, open_session, run
 from elmd.training.session import validate as _validate
 
 STAGE = "eerg"
@@ -40,7 +41,7 @@ def check_rep_output(folder: Path) -> dict:
 
 def load_rep_linear(s: Session, folder: Path) -> dict:
     """Copy the rep output's video Linear into ``s.model``; returns the rep meta."""
-    from elmd.training.checkpoint import load_trainable
+    from elmd.runs import load_trainable
 
     meta = check_rep_output(folder)
     want = meta.get("tokenizer", {}).get("sha256")
@@ -54,13 +55,11 @@ def load_rep_linear(s: Session, folder: Path) -> dict:
 
 def setup(cfg, out: str | Path | None = None, encoder=None, show_progress: bool = True) -> Session:
     """Session with the prefix attached and the Linear initialised from rep (unless w/o REP)."""
-    from elmd.models.prefix import prefix_kwargs
-
     folder = rep_dir(cfg)
     if cfg.train.init_from_rep:
         check_rep_output(folder)  # fail before the expensive setup
     s = open_session(cfg, STAGE, out, encoder, show_progress)
-    s.model.attach_prefix(**prefix_kwargs(cfg.train), seed=cfg.train.seed)
+    s.model.attach_prefix(cfg.prefix, seed=cfg.train.seed)
     s.init = {"from_rep": str(folder.resolve()), "rep_final": load_rep_linear(s, folder).get("final")} \
         if cfg.train.init_from_rep else {"from_rep": None}
     return s

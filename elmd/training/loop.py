@@ -11,6 +11,12 @@ summed over ranks after backward (:func:`all_reduce_grads`). The loss is normali
 the summed gradient equals the one of a single process on the whole global batch, and
 ``2 ranks x micro-batch b`` == ``1 process x batch 2b`` up to float rounding.
 
+The loss is a hook: ``loss_fn(output, batch) -> {"loss": total, part: value, ...}`` gets the model's
+:class:`~elmd.models.elmd_model.ELMDOutput` and the micro-batch (with ``global_target_tokens`` and
+``global_samples`` of the whole global batch added, for exact normalisation) and returns this
+micro-batch's share of the global mean loss; the parts are logged beside ``loss``. The default
+:func:`target_token_loss` is the formula above; a head adds its terms without editing this file.
+
 Per optimizer step: micro-batches (gradient accumulation) -> all-reduce -> clip -> AdamW ->
 schedule. A step whose gradient is not finite is skipped (no NaN ever reaches the weights).
 Checkpoints (:mod:`elmd.training.checkpoint`) hold the trainable tensors, optimizer, scheduler,
@@ -50,6 +56,17 @@ class TargetTokenLoss(torch.nn.Module):
         keep = shifted != IGNORE
         picked = logits[:, :-1][keep].float()  # only the target positions go through the softmax
         return F.cross_entropy(picked, shifted[keep], reduction="sum")
+
+
+def target_token_loss(output, batch: dict) -> dict[str, torch.Tensor]:
+    """The stages' loss: target-token cross-entropy summed over the micro-batch / global target tokens."""
+    return {"loss": _TARGET_LOSS(output.logits, batch["labels"]) / batch["global_target_tokens"]}
+
+
+_TARGET_LOSS = TargetTokenLoss()
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "video_feats", "video_present", "video_mask")
+"""Batch keys passed to the model; the others (labels, a head's targets) go to ``loss_fn`` only."""
 
 
 def make_optimizer(params: list[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -112,6 +129,12 @@ class LoopSpec:
     config_yaml: str = ""
     meta: dict = field(default_factory=dict)
     on_epoch_end: Callable[[int, dict], None] | None = None
+    loss_fn: Callable[[object, dict], dict] = target_token_loss
+    """``(model output, micro-batch) -> {"loss": ..., parts}`` (see the module docstring)."""
+    output_hidden_states: bool = False
+    """Ask the model for its last-layer hidden states (a head's loss reads them)."""
+    model_inputs: tuple[str, ...] = MODEL_INPUTS
+    """Batch keys passed to the model."""
 
 
 def fit(spec: LoopSpec, train_cfg, info: DistInfo, out: str | Path, resume: bool = False,
@@ -127,7 +150,6 @@ def fit(spec: LoopSpec, train_cfg, info: DistInfo, out: str | Path, resume: bool
     step, history = _start(spec, opt, sched, tc, info, out, resume)
     broadcast_params(spec.params, info)
     log = MetricsLog(out, enabled=info.is_main, resume_step=step if resume else None)
-    loss_fn = TargetTokenLoss()
     bar = tqdm(total=total, initial=step, desc=f"train {spec.meta.get('stage', '')}".strip(), unit="step",
                disable=not (info.is_main and show_progress), dynamic_ncols=True)
     skipped = 0
@@ -136,7 +158,7 @@ def fit(spec: LoopSpec, train_cfg, info: DistInfo, out: str | Path, resume: bool
             batches = global_batches(spec.n_train, tc.batch_size, tc.seed, epoch)
             for b in range(step - epoch * per_epoch, per_epoch):
                 t0 = time.perf_counter()
-                loss, ok = train_step(spec, batches[b], opt, sched, loss_fn, tc, info)
+                loss, ok, parts = train_step(spec, batches[b], opt, sched, tc, info)
                 skipped += not ok
                 step += 1
                 rate = len(batches[b]) / max(time.perf_counter() - t0, 1e-9)
@@ -144,7 +166,7 @@ def fit(spec: LoopSpec, train_cfg, info: DistInfo, out: str | Path, resume: bool
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}", epoch=epoch + 1)
                 if step % max(tc.log_every, 1) == 0 or step == total:
-                    log.log(step, loss=loss, lr=lr, samples_per_s=rate, epoch=epoch + 1, skipped_steps=skipped)
+                    log.log(step, loss=loss, **parts, lr=lr, samples_per_s=rate, epoch=epoch + 1, skipped_steps=skipped)
                 if tc.save_every and step % tc.save_every == 0 and step % per_epoch:
                     _save(spec, opt, sched, step, epoch, out, info, tc, history)
             row = {"epoch": epoch + 1, **spec.validate(epoch)}
@@ -186,20 +208,28 @@ def _save(spec: LoopSpec, opt, sched, step: int, epoch: int, out: Path, info: Di
     barrier(info)
 
 
-def train_step(spec: LoopSpec, batch: list[int], opt, sched, loss_fn, tc, info: DistInfo) -> tuple[float, bool]:
-    """One optimizer step on global batch ``batch``; returns (global mean target loss, applied?)."""
+def train_step(spec: LoopSpec, batch: list[int], opt, sched, tc, info: DistInfo) -> tuple[float, bool, dict]:
+    """One optimizer step on global batch ``batch``; returns (global mean loss, applied?, loss parts)."""
     n_tokens = max(spec.target_tokens(batch), 1)
-    local = torch.zeros(1, dtype=torch.float64, device=info.device)
+    local, parts = torch.zeros(1, dtype=torch.float64, device=info.device), {}
     for mb in rank_micro_batches(batch, info.rank, info.world_size, tc.grad_accum):
         inputs = spec.batch_fn(mb)
-        labels = inputs.pop("labels")
-        logits = spec.model(**inputs).logits
-        loss = loss_fn(logits, labels) / n_tokens
+        output = spec.model(**{k: v for k, v in inputs.items() if k in spec.model_inputs},
+                            **({"output_hidden_states": True} if spec.output_hidden_states else {}))
+        losses = spec.loss_fn(output, {**inputs, "global_target_tokens": n_tokens, "global_samples": len(batch)})
+        loss = losses["loss"]
         if loss.requires_grad:
             loss.backward()
         local += loss.detach().double()
+        for k, v in losses.items():
+            if k != "loss":
+                parts[k] = parts.get(k, 0.0) + float(v.detach())
     all_reduce_grads(spec.params, info)
     all_reduce_sum(local, info)
+    if parts and info.distributed:
+        summed = torch.tensor(list(parts.values()), dtype=torch.float64, device=info.device)
+        all_reduce_sum(summed, info)
+        parts = dict(zip(parts, summed.tolist()))
     grads = [p for p in spec.params if p.grad is not None]
     if tc.max_grad_norm > 0 and grads:
         norm = torch.nn.utils.clip_grad_norm_(grads, tc.max_grad_norm)
@@ -210,4 +240,4 @@ def train_step(spec: LoopSpec, batch: list[int], opt, sched, loss_fn, tc, info: 
         opt.step()
         sched.step()
     opt.zero_grad(set_to_none=True)
-    return local.item(), ok
+    return local.item(), ok, parts

@@ -47,16 +47,14 @@ def apply_ablation(cfg, ablation: str | None):
 
 def train(cfg, stage: str, out: str | Path | None = None, resume: bool = False, ablation: str | None = None,
           show_progress: bool = True) -> dict:
-    """Run one stage (setup -> fit -> validate each epoch -> output folder); returns its meta."""
+    """Run one stage of the registry (:mod:`elmd.stages`): setup -> fit -> validate each epoch ->
+    output folder; returns its meta."""
     from elmd.training.dist import cleanup, init_distributed
 
+    from elmd.stages import get_stage, trainer_of
+
     cfg = apply_ablation(cfg, ablation)
-    if stage == "rep":
-        from elmd.training.rep import train_rep as run_stage
-    elif stage == "eerg":
-        from elmd.training.eerg import train_eerg as run_stage
-    else:
-        raise ConfigError(f"unknown stage '{stage}' — use rep or eerg")
+    run_stage = trainer_of(get_stage(stage))
     try:
         meta = run_stage(cfg, out, resume, show_progress=show_progress)
     finally:

@@ -1,11 +1,11 @@
-"""What stages rep and eerg share: building the model and data once per run, validation by
-emotion accuracy, the output folder, and :func:`load_trained` (one call back to a model).
+"""What the training stages share: building the model and data once per run, validation by
+emotion accuracy, and writing the output folder.
 
-A stage's output folder::
+A stage's output folder (format: :mod:`elmd.runs`; loaded back by :func:`elmd.inference.load`)::
 
     trainable.safetensors   the trainable tensors only (video Linear; + prefix for eerg)
-    config.yaml             the resolved config (llm.tokenizer points at tokenizer.model below)
-    meta.json               stage, per-epoch metrics, data / index / feature-cache fingerprints
+    config.yaml             the resolved config, paths portable (llm.tokenizer = ./tokenizer.model)
+    meta.json               format, stage, modules, per-epoch metrics, input fingerprints
     tokenizer.model         copy of the tokenizer used, so later commands use the same one
     metrics.jsonl, loss.png training curves;  checkpoints/  resumable checkpoints
 
@@ -15,23 +15,21 @@ Validation accuracy is the argmax over the label set's words of log P(word | pro
 
 from __future__ import annotations
 
-import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from elmd.config import format_config
-from elmd.errors import ConfigError, ElmdError
+from elmd.errors import ConfigError
 from elmd.io import atomic_write_bytes, atomic_write_json, file_sha256
 from elmd.models.prompt import IGNORE, collate, label_word_ids
+from elmd.runs import FORMAT, portable_config
+from elmd.stages import get_stage
 from elmd.training.data import FeatureStore, Split, fingerprints, labels_of, make_batch, prepare_split, video_tokens
 from elmd.training.dist import DistInfo, all_reduce_sum, barrier, init_distributed
-from elmd.training.loop import LoopSpec, TargetTokenLoss, fit
+from elmd.training.loop import LoopSpec, TargetTokenLoss, fit, target_token_loss
 from elmd.training.metrics_log import plot_curves
-
-STAGES = ("rep", "eerg")
 
 
 @dataclass
@@ -69,8 +67,7 @@ def open_session(cfg, stage: str, out: str | Path | None = None, encoder=None, s
     features of every sample (cache read / filled once), on this process's device."""
     from elmd.models.presets import build_elmd_model, load_tokenizer
 
-    if stage not in STAGES:
-        raise ElmdError(f"unknown stage '{stage}' — use one of {STAGES}")
+    spec = get_stage(stage)
     info = init_distributed(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     tokenizer, labels = load_tokenizer(cfg), labels_of(cfg)
@@ -93,9 +90,9 @@ def open_session(cfg, stage: str, out: str | Path | None = None, encoder=None, s
         q_dim = (encoder or LazyVisualEncoder(cfg.vision)).q_dim
     model = build_elmd_model(cfg, tokenizer, q_dim).to(info.device)
     if cfg.train.gradient_checkpointing:
-        if stage != "rep":  # transformers drops past_key_values under checkpointing: the prefix would be lost
-            raise ConfigError("train.gradient_checkpointing=true works in stage rep only — the p-tuning prefix of "
-                              "stage eerg enters as past_key_values, which checkpointed layers discard; set it false and "
+        if spec.uses_prefix:  # transformers drops the cache under checkpointing: the prefix would be lost
+            raise ConfigError(f"train.gradient_checkpointing=true does not work in stage {stage} — the p-tuning prefix "
+                              "enters as the LLM's cache, which checkpointed layers discard; set it false and "
                               "raise train.grad_accum instead to save memory")
         model.llm.activation_checkpointing_enable({"use_reentrant": False})
     return Session(cfg, stage, stage_out(cfg, stage, out), info, tokenizer, labels, model, store, train, valid)
@@ -154,8 +151,11 @@ def train_mode(model: torch.nn.Module, gradient_checkpointing: bool) -> None:
 
 
 def run(s: Session, lr: float, epochs: int, resume: bool = False, show_progress: bool = True,
-        extra_meta: dict | None = None) -> dict:
-    """Train the model's trainable parameters, then write the output folder; returns meta."""
+        extra_meta: dict | None = None, loss_fn=target_token_loss) -> dict:
+    """Train the model's trainable parameters, then write the output folder; returns meta.
+
+    ``loss_fn(output, batch) -> {"loss": ..., parts}`` (:func:`~elmd.training.loop.target_token_loss`
+    by default): a head adds its loss terms here without touching the loop."""
     cfg, tc = s.cfg, s.cfg.train
     params = [p for p in s.model.parameters() if p.requires_grad]
     train_mode(s.model, tc.gradient_checkpointing)
@@ -167,10 +167,10 @@ def run(s: Session, lr: float, epochs: int, resume: bool = False, show_progress:
         return metrics
 
     spec = LoopSpec(s.model, params, len(s.train), lambda idx: s.batch(s.train, idx), s.train.target_tokens,
-                    validate_epoch, lr, epochs, format_config(cfg), base_meta)
+                    validate_epoch, lr, epochs, format_config(cfg), base_meta, loss_fn=loss_fn)
     s.out.mkdir(parents=True, exist_ok=True)
     history = fit(spec, tc, s.info, s.out, resume, show_progress)
-    meta = {**base_meta, "epochs": history, "final": history[-1] if history else {},
+    meta = {"format": FORMAT, **base_meta, "modules": modules_of(s.model), "epochs": history, "final": history[-1] if history else {},
             "label_prior_accuracy": label_prior_accuracy(s), "train_samples": len(s.train),
             "valid_samples": len(s.valid), "world_size": s.info.world_size,
             "q_dim": s.model.projector.q_dim, "fingerprints": fingerprints(cfg),
@@ -181,6 +181,20 @@ def run(s: Session, lr: float, epochs: int, resume: bool = False, show_progress:
         write_outputs(s, meta)
     barrier(s.info)
     return meta
+
+
+def modules_of(model) -> dict:
+    """What :func:`elmd.inference.load` rebuilds: the projector's input size and the prefix settings."""
+    from dataclasses import asdict
+
+    from elmd.models.config import PrefixConfig
+
+    prefix = None
+    if model.prefix is not None:
+        p = model.prefix
+        hidden = p.trans[0].out_features if p.trans is not None else 0
+        prefix = asdict(PrefixConfig(p.pre_seq_len, p.projection, hidden, p.dropout.p))
+    return {"projector": {"q_dim": model.projector.q_dim}, "prefix": prefix}
 
 
 def write_outputs(s: Session, meta: dict) -> Path:
@@ -195,42 +209,10 @@ def write_outputs(s: Session, meta: dict) -> Path:
     tok = out / "tokenizer.model"
     if Path(s.tokenizer.path).resolve() != tok.resolve():
         atomic_write_bytes(tok, Path(s.tokenizer.path).read_bytes())
-    saved = copy.deepcopy(s.cfg)
-    saved.llm.tokenizer = str(tok.resolve())
+    saved = portable_config(s.cfg, out)
+    saved.llm.tokenizer = "./tokenizer.model"
     saved.train.stage = s.stage
     save_config(saved, out / "config.yaml")
     atomic_write_json(out / "meta.json", meta)
     plot_curves(out / "metrics.jsonl", out / "loss.png")
     return out
-
-
-def read_meta(out_dir: str | Path) -> dict:
-    out = Path(out_dir)
-    if not (out / "meta.json").is_file() or not (out / "trainable.safetensors").is_file():
-        raise ElmdError(f"{out}: not a finished training output (no meta.json / trainable.safetensors) — "
-                        "run `elmd train` first, or pass the stage's output folder")
-    return json.loads((out / "meta.json").read_text(encoding="utf-8"))
-
-
-def load_trained(out_dir: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the ELMDModel of a training output (frozen LLM + its Linear, + prefix for eerg),
-    in eval mode on ``device``. Returns ``(model, tokenizer, cfg)``; ``cfg`` is the run's config
-    with ``llm.tokenizer`` pointing at the folder's tokenizer copy."""
-    import yaml
-
-    from elmd.config import config_from_dict
-    from elmd.models.prefix import prefix_kwargs
-    from elmd.models.presets import build_elmd_model, load_tokenizer
-    from elmd.training.checkpoint import load_trainable
-
-    out = Path(out_dir)
-    meta = read_meta(out)
-    cfg = config_from_dict(yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8")))
-    cfg.llm.tokenizer = str(out / "tokenizer.model")
-    tokenizer = load_tokenizer(cfg)
-    state = load_trainable(out)
-    model = build_elmd_model(cfg, tokenizer, int(state["projector.proj.weight"].shape[1]))
-    if meta["stage"] == "eerg":
-        model.attach_prefix(**prefix_kwargs(cfg.train), seed=cfg.train.seed)
-    model.load_trainable_state_dict(state)
-    return model.to(device).eval(), tokenizer, cfg

@@ -1,0 +1,120 @@
+"""Incremental decoding with one random stream per request (paper Sec. 4.3: nucleus sampling).
+
+:func:`decode` runs :meth:`ELMDModel.start` (prefill, prefix cache included) and then
+:meth:`ELMDModel.step` one token at a time for a left-padded batch, until every row has produced
+eos or ``max_new_tokens``. Sampling follows transformers' warpers in their order — temperature,
+top-k (0 = off), top-p (smallest set of tokens whose probability reaches ``top_p``, at least one
+kept) — and draws each row's token with **that row's own** ``torch.Generator``: no process-global
+RNG is read or reseeded, so concurrent requests in threads do not disturb each other, and a
+request's draws do not depend on the batch it lands in. Greedy decoding takes the argmax.
+
+``logits_hook(step, logits [B, V]) -> logits`` may edit the scores before the choice (forced
+tokens, constraints); ``on_tokens(step, tokens [B], finished [B])`` sees every step (streaming).
+With ``output_hidden`` the last-layer hidden state at each new token's position is kept (one more
+step after the last token), which is what a training forward over prompt + reply gives there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How to pick tokens (from ``generate.*`` of the config)."""
+
+    max_new_tokens: int
+    """Upper bound of generated tokens per row (eos included)."""
+    eos_id: int
+    """Stops a row."""
+    pad_id: int
+    """Written after a row's eos."""
+    greedy: bool = False
+    """Argmax instead of sampling."""
+    temperature: float = 1.0
+    """Logits are divided by it before sampling."""
+    top_p: float = 1.0
+    """Nucleus mass kept (1 = all)."""
+    top_k: int = 0
+    """Keep the k best tokens before top-p (0 = off)."""
+
+
+@dataclass
+class Decoded:
+    """A batch's new tokens."""
+
+    tokens: torch.Tensor
+    """[B, N] new ids, pad after each row's eos."""
+    lengths: list[int]
+    """New tokens per row, eos included."""
+    hidden: torch.Tensor | None = None
+    """[B, N, D] last-layer hidden states at the new tokens' positions (``output_hidden``)."""
+
+
+def generators_for(seeds: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One fresh generator per row, seeded with its request's seed."""
+    return [torch.Generator(device=device).manual_seed(int(s) % (2 ** 63)) for s in seeds]
+
+
+def warp(logits: torch.Tensor, s: DecodeSettings) -> torch.Tensor:
+    """Temperature, top-k and top-p on float32 logits [B, V] (removed tokens get -inf)."""
+    logits = logits.float()
+    if s.temperature != 1.0:
+        logits = logits / s.temperature
+    if s.top_k > 0 and s.top_k < logits.shape[-1]:
+        kth = logits.topk(s.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if s.top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1)  # ascending, as transformers' TopPLogitsWarper
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum <= 1 - s.top_p
+        drop[:, -1] = False  # keep at least the best token
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    return logits
+
+
+def choose(logits: torch.Tensor, s: DecodeSettings, generators: Sequence[torch.Generator] | None) -> torch.Tensor:
+    """Next token per row [B]: argmax (greedy) or a draw from the warped distribution with each row's generator."""
+    if s.greedy:
+        return logits.argmax(-1)
+    probs = warp(logits, s).softmax(-1)
+    if generators is None:
+        raise ValueError("sampling needs one torch.Generator per row (generators_for(seeds))")
+    return torch.cat([torch.multinomial(probs[b], 1, generator=g) for b, g in enumerate(generators)])
+
+
+@torch.no_grad()
+def decode(model, batch: dict, s: DecodeSettings, generators: Sequence[torch.Generator] | None = None,
+           output_hidden: bool = False, logits_hook: Callable | None = None,
+           on_tokens: Callable | None = None) -> Decoded:
+    """New tokens for every prompt of ``batch`` (``input_ids``, ``attention_mask``, video inputs)."""
+    out, state = model.start(**batch)
+    B = batch["input_ids"].shape[0]
+    finished = torch.zeros(B, dtype=torch.bool, device=batch["input_ids"].device)
+    tokens, hidden = [], []
+    for step in range(s.max_new_tokens):
+        logits = out.logits[:, -1]
+        if logits_hook is not None:
+            logits = logits_hook(step, logits)
+        nxt = choose(logits, s, generators).masked_fill(finished, s.pad_id)
+        tokens.append(nxt)
+        finished = finished | (nxt == s.eos_id)
+        if on_tokens is not None:
+            on_tokens(step, nxt, finished)
+        if (finished.all() or step == s.max_new_tokens - 1) and not output_hidden:
+            break
+        out = model.step(state, nxt)
+        if output_hidden:
+            hidden.append(out.hidden_states[:, -1])
+        if finished.all():
+            break
+    new = torch.stack(tokens, 1) if tokens else batch["input_ids"].new_zeros(B, 0)
+    lengths = [_length(row, s.eos_id) for row in new.tolist()]
+    return Decoded(new, lengths, torch.stack(hidden, 1) if output_hidden and hidden else None)
+
+
+def _length(row: list[int], eos: int) -> int:
+    return row.index(eos) + 1 if eos in row else len(row)
