@@ -205,6 +205,19 @@ class _Espeak:
             return audio.astype(np.int16), list(self.events)
 
 
+def _words(text: str, events: list[tuple[int, int, int]]) -> list[tuple[str, float]]:
+    """(word, start s) from eSpeak's word events: a word runs from its event's character position
+    (1-based) to the next event's, punctuation and spaces dropped."""
+    starts = [(pos, ms) for pos, _, ms in events if pos >= 1]
+    out = []
+    for k, (pos, ms) in enumerate(starts):
+        end = starts[k + 1][0] - 1 if k + 1 < len(starts) else len(text)
+        word = "".join(c for c in text[pos - 1:end] if c.isalnum())
+        if word:
+            out.append((word, ms / 1000.0))
+    return out
+
+
 class EspeakBackend:
     """eSpeak NG Mandarin with the prosody table and voice variants of the module docstring."""
 
@@ -220,8 +233,7 @@ class EspeakBackend:
         engine, p = _Espeak.get(), self.prosody[emotion]
         voice = f"cmn+{VARIANTS[(profile.gender, profile.age)]}"
         audio, events = engine.speak(text, voice, p, AGE_RATE[profile.age])
-        chars = list(text)
-        words = [("".join(chars[pos - 1:pos - 1 + n]), ms / 1000.0) for pos, n, ms in events if pos >= 1]
+        words = _words(text, events)
         write_wav(Path(wav), audio, engine.sample_rate)
         settings = {"voice": voice, "rate": int(round(p.rate * AGE_RATE[profile.age])), "pitch": p.pitch,
                     "range": p.range, "volume": p.volume}
