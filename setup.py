@@ -33,6 +33,7 @@ setup(
         "rouge-chinese",
         "nltk>=3.8",
         "matplotlib",
+        "diffusers>=0.30",  # sticker head's SD backends (+65 MB with its deps)
     ],
     extras_require={
         "gpu": ["faiss-gpu-cu12", "deepspeed"],
