@@ -145,51 +145,30 @@ def format_table(ev: AvatarEvaluation) -> str:
 
 
 def closed_loop_emotion(rep_run: str | Path, videos: list[tuple[Path, str]], work: Path,
-                        utterance: str = "嗯。") -> dict:
+                        utterance: str = "嗯。", batch_size: int = 8) -> dict:
     """Accuracy of stage ``rep``'s visual path on ``videos`` ((mp4, emotion) pairs): each becomes
-    the video of utterance ``utterance`` and the run predicts the reply's emotion (argmax over the
-    label words, as in its validation). Features are cached under ``work``."""
-    from elmd.training.data import FeatureStore, labels_of, open_index, prepare_split
-    from elmd.training.dist import DistInfo
-    from elmd.training.session import Session, load_trained, validate
-
-    work.mkdir(parents=True, exist_ok=True)
-    model, tokenizer, cfg = load_trained(rep_run, "cpu")
-    data = work / "dialogues.jsonl"
-    rows = [{"dialogue_id": f"avatar{i}", "series": "avatar", "background": "",
-             "turns": [{"speaker": "A", "text": utterance, "emotion": None, "video": str(Path(v).resolve())},
-                       {"speaker": "B", "text": "好的。", "emotion": e}]} for i, (v, e) in enumerate(videos)]
-    atomic_write_text(data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    cfg.data.valid = str(data)
-    cfg.vision.feature_cache = str(work / "features")
-    labels = labels_of(cfg)
-    index = open_index(cfg) if cfg.prompt.use_demonstration else None
-    split = prepare_split(cfg, "valid", tokenizer, labels, "rep", index)
-    store = FeatureStore(cfg.vision, None, True)
-    store.preload(split.videos)
-    s = Session(cfg, "rep", Path(rep_run), DistInfo(), tokenizer, labels, model, store, split, split)
-    per_video = _predictions(s)
-    per_emotion = {e: float(np.mean([p == e for p, (_, t) in zip(per_video, videos) if t == e]))
-                   for e in sorted({t for _, t in videos})}
-    overall = validate(s, batch_size=8)["valid_accuracy"]
-    return {"run": str(rep_run), "videos": len(videos), "accuracy": overall, "chance": 1 / len(labels.ids),
-            "per_emotion": per_emotion, "predicted": per_video}
-
-
-def _predictions(s) -> list[str]:
-    """Label predicted for each sample of ``s.valid`` (what validate counts as correct or not)."""
+    the video of utterance ``utterance`` and the run scores the reply's emotion as its validation
+    does (argmax over the label words' log-likelihood). Video features are cached under ``work``
+    (the run's own cache is not touched)."""
     import torch
 
-    from elmd.models.prompt import collate, label_word_ids
-    from elmd.training.session import _prompt_only
+    from elmd.inference import load
+    from elmd.inference.reply import Request
+    from elmd.models.prompt import label_word_ids
 
-    ids, out = label_word_ids(s.tokenizer, s.labels), []
+    pipe = load(rep_run, "cpu", overrides=[f"vision.feature_cache={Path(work) / 'features'}"])
+    if not pipe.cfg.vision.use_video:
+        raise ElmdError(f"{rep_run}: trained without video (vision.use_video=false) — pass the run with video")
+    requests = [Request(utterance, video=str(Path(v).resolve()), sample_id=f"avatar{i}", dialogue_id=f"avatar{i}")
+                for i, (v, _) in enumerate(videos)]
+    ids, predicted = label_word_ids(pipe.tokenizer, pipe.labels), []
     with torch.no_grad():
-        for i in range(0, len(s.valid), 8):
-            idx = list(range(i, min(i + 8, len(s.valid))))
-            prompt = collate([_prompt_only(s.valid.encoded[j]) for j in idx], s.tokenizer.pad_id)
-            if prompt["video_mask"].any():
-                prompt["video_feats"] = s.store([s.valid.videos[j] for j in idx])
-            pred = s.model.label_logprobs(**prompt, label_ids=ids).argmax(-1).tolist()
-            out += [s.labels.ids[p] for p in pred]
-    return out
+        for i in range(0, len(requests), batch_size):
+            chunk = requests[i:i + batch_size]
+            encoded = [pipe.encode(r, d) for r, d in zip(chunk, pipe.demonstrations(chunk))]
+            scores = pipe.model.label_logprobs(**pipe.batch(encoded, chunk), label_ids=ids)
+            predicted += [pipe.labels.ids[k] for k in scores.argmax(-1).tolist()]
+    truth = [e for _, e in videos]
+    per_emotion = {e: float(np.mean([p == t for p, t in zip(predicted, truth) if t == e])) for e in dict.fromkeys(truth)}
+    return {"run": str(rep_run), "videos": len(videos), "accuracy": float(np.mean([p == t for p, t in zip(predicted, truth)])),
+            "chance": 1 / len(pipe.labels.ids), "per_emotion": per_emotion, "predicted": predicted}
