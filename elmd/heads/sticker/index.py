@@ -62,11 +62,22 @@ class BuildReport:
 
 
 def encode_images(paths: Sequence[Path], encoder, batch_size: int = 32) -> np.ndarray:
-    """Unit vectors [N, dim] of the images at ``paths``, read and encoded ``batch_size`` at a time."""
+    """Unit vectors [N, dim] of the images at ``paths``, encoded ``batch_size`` at a time while a
+    background thread decodes and resizes the next batch (PIL releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def load(batch):
+        return [open_image(p, encoder.image_size) for p in batch]
+
+    batches = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
     out = []
-    for i in range(0, len(paths), batch_size):
-        ims = [open_image(p, encoder.image_size) for p in paths[i:i + batch_size]]
-        out.append(encoder.encode(ims, batch_size))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, batches[0]) if batches else None
+        for j in range(len(batches)):
+            ims = pending.result()
+            if j + 1 < len(batches):
+                pending = pool.submit(load, batches[j + 1])
+            out.append(encoder.encode(ims, batch_size))
     return np.concatenate(out) if out else np.zeros((0, encoder.dim), np.float32)
 
 

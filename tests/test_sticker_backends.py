@@ -1,0 +1,112 @@
+"""StickerModules (split, PEGS losses, save/load) and the retrieve / generate / rag backends end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from elmd.errors import ConfigError
+from elmd.heads.sticker.backends import GenerateBackend, RagBackend, RetrieveBackend, build_backend
+from elmd.heads.sticker.config import StickerConfig
+from elmd.heads.sticker.diffusion import StickerDiffusion, write_tiny_sd
+from elmd.heads.sticker.draw import draw_library
+from elmd.heads.sticker.encoders import VisualImageEncoder
+from elmd.heads.sticker.head_model import StickerModules
+from elmd.heads.sticker.index import StickerLibrary, build_library
+from elmd.models.visual_encoder import VisualEncoder
+
+CFG = StickerConfig.tiny(top_k=3)
+DIM = 64  # the tiny encoder's q
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> StickerLibrary:
+    root = tmp_path_factory.mktemp("sticker_backends")
+    draw_library(root / "set", size=48, poses=1)
+    enc = VisualImageEncoder(VisualEncoder.tiny(image_size=48, num_query_tokens=4))
+    build_library(root / "set", root / "set/stickers.jsonl", root / "lib", enc)
+    return StickerLibrary.load(root / "lib", enc)
+
+
+@pytest.fixture(scope="module")
+def diffusion(tmp_path_factory):
+    return StickerDiffusion(write_tiny_sd(tmp_path_factory.mktemp("sd") / "sd"), CFG)
+
+
+def aligned_modules() -> StickerModules:
+    """Text and image projections with the same weights, so hidden state x retrieves the sticker whose vector is x."""
+    torch.manual_seed(0)
+    mods = StickerModules(CFG, hidden=DIM, image_dim=DIM)
+    mods.projection.text_fc.load_state_dict(mods.projection.visual_fc.state_dict())
+    return mods
+
+
+def hidden_for(vectors) -> torch.Tensor:
+    h = torch.randn(len(vectors), CFG.num_img_tokens, DIM)
+    h[:, 0] = torch.as_tensor(vectors)
+    return h
+
+
+def test_split_losses_and_objective():
+    torch.manual_seed(0)
+    cfg = CFG.replace(lambda_ret=2.0, lambda_gen=3.0)
+    mods = StickerModules(cfg, hidden=16, image_dim=8)
+    h = torch.randn(4, cfg.num_img_tokens, 16, requires_grad=True)
+    ret, gen = mods.split(h)
+    assert ret.shape == (4, 4, 16) and gen.shape == (4, 4, 16)
+    with pytest.raises(ValueError, match=r"\[B, 8, 16\]"):
+        mods.split(h[:, :5])
+    none = mods.losses(h, torch.randn(4, 8), torch.zeros(4, dtype=torch.bool), torch.randn(4, 77, 8))
+    assert (none.ret.item(), none.gen.item(), none.n) == (0.0, 0.0, 0)
+    some = mods.losses(h, torch.randn(4, 8), torch.tensor([True, False, True, True]), torch.randn(4, 77, 8))
+    assert some.n == 3 and some.ret.item() > 0 and some.gen.item() > 0
+    total = mods.objective(torch.tensor(0.5), some)
+    assert total.item() == pytest.approx(0.5 + 2 * some.ret.item() + 3 * some.gen.item())
+    total.backward()
+    assert h.grad[1].abs().sum() == 0 and h.grad[0].abs().sum() > 0  # the reply without a sticker gets no gradient
+
+
+def test_save_load_roundtrip(tmp_path):
+    mods = StickerModules(CFG, hidden=16, image_dim=8)
+    mods.save(tmp_path / "m")
+    back = StickerModules.load(tmp_path / "m")
+    h = torch.randn(2, CFG.num_img_tokens, 16)
+    with torch.no_grad():
+        assert torch.equal(back.prompt_embeds(h), mods.prompt_embeds(h))
+        assert torch.equal(back.retrieval_embedding(h), mods.retrieval_embedding(h))
+    assert back.cfg == CFG
+
+
+def test_retrieve_backend_finds_the_sticker_and_skips_shown(library):
+    backend = RetrieveBackend(library, aligned_modules())
+    i, j = library.ids.index("cat-sad-down"), library.ids.index("frog-happy-down")
+    res = backend(hidden_for(library.vectors[[i, j]]), ["sad", "happy"])
+    assert [r.id for r in res] == ["cat-sad-down", "frog-happy-down"]
+    assert res[0].score == pytest.approx(1.0, abs=1e-5) and len(res[0].candidates) == 3
+    assert all(c["emotion"] == "sad" for c in res[0].candidates)
+    again = backend(hidden_for(library.vectors[[i]]), ["sad"], shown=[["cat-sad-down"]])
+    assert again[0].id != "cat-sad-down" and again[0].emotion == "sad"
+
+
+def test_generate_and_rag_write_pngs(library, diffusion, tmp_path):
+    mods = aligned_modules()
+    i = library.ids.index("bear-anger-down")
+    h = hidden_for(library.vectors[[i, i]])
+    gen = GenerateBackend(mods, diffusion)(h, ["anger", "fear"], media_dir=tmp_path, names=["a", "b"])
+    assert [Path(r.path).name for r in gen] == ["a.png", "b.png"] and all(Path(r.path).is_file() for r in gen)
+    assert gen[1].emotion == "fear" and gen[0].id is None
+    rag = RagBackend(RetrieveBackend(library, mods), diffusion)(h[:1], ["anger"], media_dir=tmp_path, names=["c"])
+    assert rag[0].id == "bear-anger-down" and Path(rag[0].path).name == "c.png" and Path(rag[0].path).is_file()
+
+
+def test_build_backend_needs_its_parts(library, diffusion):
+    mods = aligned_modules()
+    assert isinstance(build_backend(mods, library), RetrieveBackend)
+    with pytest.raises(ConfigError, match="sticker.library"):
+        build_backend(mods)
+    mods.cfg = CFG.replace(backend="rag")
+    with pytest.raises(ConfigError, match="sticker.sd_path"):
+        build_backend(mods, library)
+    assert isinstance(build_backend(mods, library, diffusion), RagBackend)
