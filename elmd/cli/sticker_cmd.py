@@ -73,3 +73,21 @@ def make_tiny_sd_cmd(out, seed, overwrite):
     from elmd.heads.sticker.diffusion import write_tiny_sd
 
     click.echo(f"wrote {write_tiny_sd(out, seed=seed, overwrite=overwrite)}")
+
+
+@cli.command("attach")
+@click.option("--data", "data_path", required=True, help="Canonical dialogue JSONL (e.g. data/sample/dialogues.jsonl).")
+@click.option("--stickers", "meta", default="data/sample/stickers/stickers.jsonl", show_default=True, help="stickers.jsonl to pick from.")
+@click.option("--out", required=True, help="Dialogue JSONL to write, replies with a 'sticker' field.")
+@click.option("--share", type=float, default=0.6, show_default=True, help="Share of labelled replies that get a sticker.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@friendly_errors
+def attach_cmd(data_path, meta, out, share, seed, overwrite):
+    """Give a share of the replies a sticker of their own emotion (deterministic), like StickerConv's system side."""
+    from elmd.heads.sticker.data import attach_stickers_file
+
+    c = attach_stickers_file(data_path, meta, out, share=share, seed=seed, overwrite=overwrite)
+    click.echo(f"{c['with_sticker']}/{c['replies']} replies got a sticker"
+               + (f" ({c['no_sticker_of_emotion']} drawn but no sticker of their emotion)" if c["no_sticker_of_emotion"] else "")
+               + f"  ->  {out}")
