@@ -139,3 +139,38 @@ def test_cli_draw_and_build_library(tmp_path):
     assert run(*args, "--overwrite").exit_code == 0
     r = run(*args[:-4], "--overwrite", "--encoder", "open_clip")
     assert r.exit_code == 2 and "sticker.encoder_path" in r.output.splitlines()[-1]
+
+
+def test_open_clip_encoder_is_lazy_and_wrapped(monkeypatch, tmp_path, drawn):
+    import sys
+    import types
+
+    import torch
+
+    from elmd.errors import ConfigError
+    from elmd.heads.sticker.encoders import OpenClipImageEncoder
+
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # not installed
+    with pytest.raises(ConfigError, match="pip install open_clip_torch"):
+        OpenClipImageEncoder("ViT-B-32", tmp_path / "x.pt")
+
+    class Tiny(torch.nn.Module):  # stands in for an open_clip model: mean colour -> 3-d
+        visual = types.SimpleNamespace(image_size=(16, 16))
+
+        def encode_image(self, x):
+            return x.mean(dim=(2, 3))
+
+    def create(arch, pretrained, device):
+        assert pretrained == str(ckpt)
+        return Tiny(), None, lambda im: torch.from_numpy(np.asarray(im.resize((16, 16)), np.float32).transpose(2, 0, 1) / 255)
+
+    monkeypatch.setitem(sys.modules, "open_clip", types.SimpleNamespace(create_model_and_transforms=create))
+    ckpt = tmp_path / "clip.pt"
+    with pytest.raises(ConfigError, match="checkpoint not found"):
+        OpenClipImageEncoder("ViT-T", ckpt)
+    ckpt.write_bytes(b"weights")
+    enc = OpenClipImageEncoder("ViT-T", ckpt)
+    assert (enc.dim, enc.image_size, enc.label) == (3, 16, f"open_clip:ViT-T:{ckpt}")
+    v = enc.encode([np.full((20, 20, 3), 255, np.uint8), open_image(drawn / "images/frog-sad-down.png")])
+    assert v.shape == (2, 3) and np.allclose(v[0], 1 / np.sqrt(3)) and np.allclose(np.linalg.norm(v, axis=1), 1)
+    assert enc.fingerprint.startswith("open_clip-") and enc.fingerprint != OpenClipImageEncoder("ViT-B", ckpt).fingerprint
