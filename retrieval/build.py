@@ -13,10 +13,12 @@ dialogue are excluded from the hits (no leakage). The output has one row per que
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import time
 from pathlib import Path
 
-from elmd.config import ELMDConfig, save_config
+from elmd.configio import save_config
 from elmd.data.jsonl import read_samples
 from elmd.data.labels import label_set_from_config
 from elmd.errors import DataError, ElmdError
@@ -24,6 +26,10 @@ from elmd.io import iter_jsonl, atomic_write_jsonl, file_sha256
 from retrieval.builtin import is_builtin
 from retrieval.encoder import load_retriever
 from retrieval.index import DemonstrationIndex, set_threads
+from retrieval.scoring import Scoring, resolve_scoring
+
+if TYPE_CHECKING:  # annotations only: retrieval does not import the ELMD config at run time
+    from elmd.config import ELMDConfig
 
 
 def build_index(cfg: ELMDConfig, data: str, out: str, encoder: str, factory: str | None = None,
@@ -31,6 +37,7 @@ def build_index(cfg: ELMDConfig, data: str, out: str, encoder: str, factory: str
     """Index every sample (u', r') of ``data`` with ``encoder`` (retriever folder, sentence-transformers
     folder or builtin:char, which is then built from ``data`` and saved under ``out/encoder``)."""
     rc, out_dir = cfg.retrieval, Path(out)
+    rc.check()
     labels = label_set_from_config(cfg.data.labels, cfg.data.label_names)
     samples = read_samples(data, labels, cfg.data.max_samples)
     retriever = load_retriever(encoder, texts=[s.utterance.text for s in samples], device=rc.device,
@@ -38,8 +45,9 @@ def build_index(cfg: ELMDConfig, data: str, out: str, encoder: str, factory: str
     if is_builtin(encoder):
         retriever.save(out_dir / "encoder")  # the index folder then carries its own encoder
     t0 = time.perf_counter()
+    scoring = resolve_scoring(rc, retriever.info, retriever.emotion_head is not None)
     index = DemonstrationIndex.build(samples, retriever, factory or cfg.index.factory, rc.encode_batch_size,
-                                     progress, cfg.index.nprobe)
+                                     progress, cfg.index.nprobe, scoring=scoring)
     index.meta["encoder"] = {"label": retriever.label, "fingerprint": retriever.fingerprint,
                              "path": "encoder" if is_builtin(encoder) else str(Path(encoder).resolve())}
     index.meta["data"] = {"path": str(Path(data).resolve()), "sha256": file_sha256(data)}
@@ -47,6 +55,16 @@ def build_index(cfg: ELMDConfig, data: str, out: str, encoder: str, factory: str
     index.save(out_dir)
     save_config(cfg, out_dir / "config.yaml")
     return index
+
+
+def scoring_override(cfg: ELMDConfig, retriever) -> Scoring | None:
+    """The scoring ``retrieval.scoring`` / ``beta`` / ``pool`` ask for at search time, or None
+    ('auto' with no beta / pool: keep the scoring stored in the index at build time)."""
+    rc = cfg.retrieval
+    rc.check()
+    if rc.scoring == "auto" and rc.beta is None and rc.pool is None:
+        return None
+    return resolve_scoring(rc, retriever.info, retriever.emotion_head is not None)
 
 
 def read_queries(path: str | Path) -> list[dict]:
@@ -68,12 +86,16 @@ def read_queries(path: str | Path) -> list[dict]:
 def search_index(index_dir: str, queries: list[dict], k: int, encoder: str | None = None,
                  out: str | None = None, cfg: ELMDConfig | None = None) -> list[dict]:
     """Search ``queries`` (rows of :func:`read_queries`) in one batch; rows as in the module docstring."""
-    cfg = cfg or ELMDConfig()
+    if cfg is None:
+        from elmd.config import ELMDConfig as _Defaults
+
+        cfg = _Defaults()
     set_threads(cfg.index.threads)
     index = DemonstrationIndex.load(index_dir, encoder, nprobe=cfg.index.nprobe, use_gpu=cfg.index.use_gpu,
                                     device=cfg.retrieval.device)
     if k < 1:
         raise ElmdError(f"-k must be >= 1, got {k}")
+    index.set_scoring(scoring_override(cfg, index.retriever) or index.scoring)
     hits = index.search([q["text"] for q in queries], k, [q.get("dialogue_id") for q in queries],
                         batch_size=cfg.retrieval.encode_batch_size, progress=len(queries) > 1000)
     rows = [{"query_id": q["query_id"], "hits": [h.to_dict() for h in hs]} for q, hs in zip(queries, hits)]

@@ -46,6 +46,48 @@ class RetrieverConfig:
     """Builtin encoder: embedding size (a multiple of s)."""
     builtin_vocab: int = 8000
     """Builtin encoder: BPE vocabulary trained in-process on the training texts (chars + merges)."""
+    negatives: str = "group"
+    """ERT negatives: 'group' (the n_e - 1 sampled ones, Eq. 2) or 'batch' (also every item of the
+    batch whose emotion differs from the anchor's: in-batch negatives across all classes)."""
+    emotion_head: bool = True
+    """Train an emotion classifier P(emotion | u) on the search representation jointly with ERT
+    (and SSC); needed by emotion-aware scoring. Off when ert is off (the w/o ERT ablation)."""
+    emotion_lr: float = 1.0e-2
+    """AdamW learning rate of the freshly initialised emotion head (a linear layer)."""
+    emotion_weight: float = 1.0
+    """Weight of the emotion head's cross-entropy in the training loss."""
+    class_balanced: bool = True
+    """Weight the emotion head's cross-entropy by inverse class frequency (per-class recall
+    matters for macro agreement; false = plain cross-entropy)."""
+    scoring: str = "auto"
+    """Search-time scoring: 'auto' (what `elmd retriever train` tuned on the valid split, stored
+    in retriever.json; cosine without an emotion head), 'cosine' (the paper), 'soft'
+    (cos + beta * P(emotion(u') | q)) or 'filter' (u' of the predicted emotion first, cosine
+    order otherwise). Index build stores the resolved scoring in the index's meta.json."""
+    beta: float | None = None
+    """Soft scoring weight beta (null = the tuned value)."""
+    pool: int | None = None
+    """Candidates re-scored per query: the top `pool` cosine hits (null = the tuned value)."""
+    tune_metric: str = "mean"
+    """What tuning maximises on the valid split: 'utt_agree@1', 'macro_agree@1' or 'mean' of both."""
+    min_f1_ratio: float = 0.95
+    """Tuning keeps only scorings whose valid r' char-F1 is >= this ratio of plain cosine's."""
+
+    def check(self) -> None:
+        """Raise ConfigError naming the key, value and allowed range for a bad setting."""
+        from elmd.errors import ConfigError
+
+        allowed = {"negatives": ("group", "batch"), "scoring": ("auto", "cosine", "soft", "filter"),
+                   "tune_metric": ("utt_agree@1", "macro_agree@1", "mean")}
+        for key, values in allowed.items():
+            if getattr(self, key) not in values:
+                raise ConfigError(f"retrieval.{key}={getattr(self, key)!r} — allowed: {', '.join(values)}")
+        ranges = {"n_e": (self.n_e, 1), "s": (self.s, 1), "batch_size": (self.batch_size, 1),
+                  "emotion_weight": (self.emotion_weight, 0), "beta": (self.beta, 0), "pool": (self.pool, 1),
+                  "min_f1_ratio": (self.min_f1_ratio, 0), "tau": (self.tau, 1e-6)}
+        for key, (value, low) in ranges.items():
+            if value is not None and value < low:
+                raise ConfigError(f"retrieval.{key}={value} — must be >= {low}")
 
 
 @dataclass

@@ -4,7 +4,9 @@ A *retriever folder* (written by ``elmd retriever train``) is a sentence-transfo
 (``SentenceTransformer(DIR)`` loads it) plus::
 
     ssc_head.safetensors   the SSC MLP (only when trained with SSC)
-    retriever.json         s, dim, ert/ssc switches, base encoder, validation scores
+    emotion_head.safetensors  the emotion classifier P(emotion | u) (only when trained with one)
+    retriever.json         s, dim, ert/ssc switches, base encoder, emotion labels, the tuned
+                           search-time scoring, validation scores
     config.yaml, README.md the run config and a model card
 
 :func:`load_retriever` accepts such a folder, any local sentence-transformers folder (production:
@@ -25,10 +27,11 @@ from torch import nn
 
 from elmd.errors import ElmdError
 from elmd.io import atomic_write_json, file_sha256
-from retrieval.builtin import BUILTIN, build_builtin_encoder, is_builtin
+from retrieval.builtin import BUILTIN, UNK, build_builtin_encoder, is_builtin
 from retrieval.ssc import SSCHead, search_representation
 
 HEAD_FILE = "ssc_head.safetensors"
+EMOTION_FILE = "emotion_head.safetensors"
 INFO_FILE = "retriever.json"
 # Files of a folder that are not part of the encoder's identity (fingerprint).
 _NOT_WEIGHTS = {"README.md", "config.yaml", INFO_FILE, "train_log.jsonl"}
@@ -53,12 +56,27 @@ def folder_fingerprint(path: str | Path) -> str:
     return h.hexdigest()
 
 
-class Retriever(nn.Module):
-    """Encoder ``e_u`` + optional SSC head; :meth:`encode` gives unit search vectors (float32)."""
+class EmotionHead(nn.Module):
+    """``P(emotion | u) = softmax(W z + b)`` on the unit search representation ``z`` (issue 13):
+    a linear classifier trained jointly with ERT (+ SSC); its labels are ``info['emotion_labels']``."""
 
-    def __init__(self, st, head: SSCHead | None = None, info: dict | None = None, path: str | None = None):
+    def __init__(self, d: int, n_classes: int):
         super().__init__()
-        self.st, self.head = st, head
+        self.linear = nn.Linear(d, n_classes)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)``."""
+        return self.linear(z)
+
+
+class Retriever(nn.Module):
+    """Encoder ``e_u`` + optional SSC head + optional emotion head; :meth:`encode` gives unit search
+    vectors (float32) and, when asked, ``P(emotion | text)``."""
+
+    def __init__(self, st, head: SSCHead | None = None, info: dict | None = None, path: str | None = None,
+                 emotion_head: EmotionHead | None = None):
+        super().__init__()
+        self.st, self.head, self.emotion_head = st, head, emotion_head
         self.info = dict(info or {})
         self.path = path
         self._fingerprint: str | None = None
@@ -92,26 +110,46 @@ class Retriever(nn.Module):
     def represent(self, e: torch.Tensor) -> torch.Tensor:
         return search_representation(e, self.head)
 
+    @property
+    def emotion_labels(self) -> list[str]:
+        return list(self.info.get("emotion_labels") or [])
+
     @torch.no_grad()
-    def encode(self, texts: list[str], batch_size: int = 256, progress: bool = False) -> np.ndarray:
-        """Unit search vectors ``(N, D)`` float32 (inner product = cosine / mean block cosine)."""
+    def encode(self, texts: list[str], batch_size: int = 256, progress: bool = False, with_probs: bool = False):
+        """Unit search vectors ``(N, D)`` float32 (inner product = cosine / mean block cosine); with
+        ``with_probs`` also ``P(emotion | text)`` ``(N, C)`` from the emotion head (None without one)."""
         from tqdm.auto import tqdm
 
         was_training = self.training
         self.eval()
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch (less padding)
-        out = None
+        width = self.represent(torch.zeros(1, self.dim, device=self.st.device)).shape[1]
+        out = np.zeros((len(texts), width), dtype=np.float32)
+        head = self.emotion_head if with_probs else None
+        probs = np.zeros((len(texts), head.linear.out_features), np.float32) if head is not None else None
         starts = range(0, len(texts), batch_size)
         for i in tqdm(starts, desc="encode", unit="batch", disable=not progress, leave=False):
             idx = order[i : i + batch_size]
-            z = self.represent(self.embed([texts[j] for j in idx])).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(texts), z.shape[1]), dtype=np.float32)
-            out[idx] = z
+            z = self.represent(self.embed([texts[j] for j in idx])).float()
+            out[idx] = z.cpu().numpy()
+            if head is not None:
+                probs[idx] = torch.softmax(head(z), dim=-1).cpu().numpy()
         self.train(was_training)
-        if out is None:
-            return np.zeros((0, self.represent(torch.zeros(1, self.dim, device=self.st.device)).shape[1]), np.float32)
-        return out
+        return (out, probs) if with_probs else out
+
+    def degenerate(self, texts: list[str]) -> np.ndarray:
+        """``(N,)`` bool: texts with no in-vocabulary token (empty, or only [UNK] / special tokens).
+        Their embedding carries no content (one constant vector), so an index never returns them."""
+        tok = getattr(self.st[0], "tokenizer", None)
+        if tok is None:
+            return np.zeros(len(texts), dtype=bool)
+        if hasattr(tok, "encode_batch"):  # a `tokenizers.Tokenizer` (builtin StaticEmbedding)
+            unk = tok.token_to_id(UNK)
+            ids = [enc.ids for enc in tok.encode_batch(list(texts), add_special_tokens=False)]
+        else:  # a transformers tokenizer
+            unk = tok.unk_token_id
+            ids = tok(list(texts), add_special_tokens=False)["input_ids"]
+        return np.array([all(i == unk for i in row) for row in ids], dtype=bool)
 
     def save(self, out: str | Path) -> Path:
         """Write the folder described in the module docstring (model card and config by the caller)."""
@@ -122,6 +160,9 @@ class Retriever(nn.Module):
         self.st.save(str(out), create_model_card=False)
         if self.head is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, str(out / HEAD_FILE))
+        if self.emotion_head is not None:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.emotion_head.state_dict().items()},
+                      str(out / EMOTION_FILE))
         atomic_write_json(out / INFO_FILE, self.info)
         self.path, self._fingerprint = str(out), None
         return out
@@ -157,4 +198,12 @@ def load_retriever(spec: str, texts: list[str] | None = None, device: str = "aut
         head = SSCHead(int(st.get_embedding_dimension()), int(info.get("s", 4)))
         head.load_state_dict(load_file(str(path / HEAD_FILE)))
         head.to(device)
-    return Retriever(st, head, info, str(path))
+    emotion = None
+    if (path / EMOTION_FILE).exists():
+        from safetensors.torch import load_file
+
+        weights = load_file(str(path / EMOTION_FILE))
+        emotion = EmotionHead(weights["linear.weight"].shape[1], weights["linear.weight"].shape[0])
+        emotion.load_state_dict(weights)
+        emotion.to(device)
+    return Retriever(st, head, info, str(path), emotion)

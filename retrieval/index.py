@@ -7,11 +7,17 @@ cosine). An index folder holds::
 
     index.faiss   FAISS inner-product index built from a factory string ('Flat', 'IVF256,Flat', 'HNSW32')
     table.jsonl   one row per entry: id, dialogue_id, utterance, response, utterance_emotion, response_emotion
-    meta.json     size, dim, factory, the encoder's path, label and fingerprint, the data file's sha256
+                  (+ "degenerate": true for an entry whose u' has no in-vocabulary token)
+    meta.json     size, dim, factory, the encoder's path, label and fingerprint, the data file's sha256,
+                  the search-time scoring (:mod:`retrieval.scoring`), degenerate_entries (count)
     encoder/      the builtin encoder when the index was built with 'builtin:char'
 
 Searching with another encoder than the one that built the index is refused (fingerprints differ).
 Queries may name their dialogue: entries of the same dialogue are then never returned (no leakage).
+**Degenerate entries** (empty u', or only characters the encoder never saw: all map to one constant
+vector that became the top hit of a third of all queries on CPED, issue 13) get a zero key and
+are never returned. Candidates are ranked by :func:`retrieval.scoring.rank`: plain cosine, or
+cosine plus an emotion bonus from the retriever's emotion head and the stored u' labels.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 
 from elmd.errors import ElmdError
 from elmd.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl
+from retrieval.scoring import Scoring, rank
 
 _GPU_RESOURCES: list = []
 TABLE_FIELDS = ("id", "dialogue_id", "utterance", "response", "utterance_emotion", "response_emotion")
@@ -104,28 +111,50 @@ def maybe_to_gpu(index, use_gpu: bool = True):
 class DemonstrationIndex:
     """Entries (u', r') with a FAISS index; :meth:`search` retrieves in one batched call."""
 
-    def __init__(self, faiss_index, table: list[dict], meta: dict, retriever=None):
+    def __init__(self, faiss_index, table: list[dict], meta: dict, retriever=None, scoring: Scoring | None = None):
         if faiss_index.ntotal != len(table):
             raise ElmdError(f"index has {faiss_index.ntotal} vectors but the table {len(table)} rows — rebuild the index")
         self.faiss, self.table, self.meta, self.retriever = faiss_index, table, meta, retriever
         counts = Counter(r["dialogue_id"] for r in table)
         self.max_per_dialogue = max(counts.values(), default=0)
+        self._codes = {d: i for i, d in enumerate(counts)}
+        self._dialogue = np.array([self._codes[r["dialogue_id"]] for r in table], dtype=np.int64)
+        self._blocked = np.array([bool(r.get("degenerate")) for r in table], dtype=bool)
+        names = list(getattr(retriever, "emotion_labels", []) or [])
+        ids = {e: i for i, e in enumerate(names)}
+        self._labels = np.array([ids.get(r["utterance_emotion"], -1) for r in table], dtype=np.int64)
+        self.scoring = scoring or Scoring.from_dict(meta.get("scoring"))
+        self.set_scoring(self.scoring)
+
+    def set_scoring(self, scoring: Scoring) -> None:
+        """Rank later searches with ``scoring``; emotion-aware scoring needs the retriever's emotion head."""
+        if scoring.emotion_aware and getattr(self.retriever, "emotion_head", None) is None and self.retriever is not None:
+            raise ElmdError(f"scoring '{scoring.describe()}' needs a retriever with an emotion head, but "
+                            f"'{self.meta.get('encoder', {}).get('label')}' has none — use retrieval.scoring=cosine")
+        self.scoring = scoring
 
     def __len__(self) -> int:
         return len(self.table)
 
     @classmethod
     def build(cls, samples, retriever, factory: str = "Flat", batch_size: int = 256, progress: bool = False,
-              nprobe: int = 16, use_gpu: bool = False) -> "DemonstrationIndex":
+              nprobe: int = 16, use_gpu: bool = False, scoring: Scoring | None = None) -> "DemonstrationIndex":
         """Encode every sample's utterance u' and index it (in memory; :meth:`save` writes it)."""
         if not samples:
             raise ElmdError("no samples to index — the data has no utterance followed by a labelled response")
         table = table_from_samples(samples)
-        vectors = retriever.encode([r["utterance"] for r in table], batch_size=batch_size, progress=progress)
+        texts = [r["utterance"] for r in table]
+        vectors = retriever.encode(texts, batch_size=batch_size, progress=progress)
+        degenerate = retriever.degenerate(texts)
+        vectors[degenerate] = 0.0
+        for i in np.flatnonzero(degenerate):
+            table[i]["degenerate"] = True
         index = make_faiss_index(vectors, factory, nprobe)
+        scoring = scoring or Scoring()
         meta = {"format": "elmd-index/1", "size": len(table), "dim": int(vectors.shape[1]), "factory": factory,
-                "encoder": {"label": retriever.label, "path": retriever.path}}
-        return cls(maybe_to_gpu(index, use_gpu), table, meta, retriever)
+                "encoder": {"label": retriever.label, "path": retriever.path}, "scoring": scoring.to_dict(),
+                "degenerate_entries": int(degenerate.sum())}
+        return cls(maybe_to_gpu(index, use_gpu), table, meta, retriever, scoring)
 
     def save(self, out: str | Path) -> Path:
         import faiss
@@ -141,9 +170,11 @@ class DemonstrationIndex:
         return out
 
     @classmethod
-    def load(cls, index_dir: str | Path, encoder=None, nprobe: int = 16, use_gpu: bool = True, device: str = "auto"):
+    def load(cls, index_dir: str | Path, encoder=None, nprobe: int = 16, use_gpu: bool = True, device: str = "auto",
+             scoring: Scoring | None = None):
         """Open an index folder. ``encoder``: None (the encoder recorded in meta.json), a folder path
-        or a :class:`~retrieval.encoder.Retriever`; one whose fingerprint differs is refused."""
+        or a :class:`~retrieval.encoder.Retriever`; one whose fingerprint differs is refused.
+        ``scoring``: None = the scoring stored in meta.json at build time (cosine for old indexes)."""
         import faiss
 
         index_dir = Path(index_dir)
@@ -156,44 +187,60 @@ class DemonstrationIndex:
         index = faiss.deserialize_index(np.frombuffer((index_dir / "index.faiss").read_bytes(), dtype=np.uint8))
         set_nprobe(index, nprobe)
         retriever = resolve_encoder(index_dir, meta, encoder, device)
-        return cls(maybe_to_gpu(index, use_gpu), table, meta, retriever)
+        return cls(maybe_to_gpu(index, use_gpu), table, meta, retriever, scoring)
 
-    def search_vectors(self, q: np.ndarray, k: int, exclude_dialogue_ids=None) -> list[list[Hit]]:
-        """Top-k hits for query vectors ``q`` (N, D); entries of ``exclude_dialogue_ids[i]`` skipped."""
-        if k < 1:
-            raise ElmdError(f"k must be >= 1, got {k}")
+    def candidates(self, q: np.ndarray, depth: int, exclude_dialogue_ids=None):
+        """FAISS top-``depth`` (+ as many as exclusion can remove) of query vectors ``q`` (N, D):
+        ``(cosine, ids, allowed)``, each ``(N, K)``; ``allowed`` is False for padding, entries of the
+        query's own dialogue and degenerate entries."""
         n = len(q)
         exclude = list(exclude_dialogue_ids) if exclude_dialogue_ids is not None else [None] * n
         if len(exclude) != n:
             raise ValueError(f"{n} queries but {len(exclude)} exclude_dialogue_ids")
-        if n == 0 or len(self) == 0:
-            return [[] for _ in range(n)]
-        # At most max_per_dialogue entries can be excluded per query, so k + that many always suffice.
-        extra = self.max_per_dialogue if any(e is not None for e in exclude) else 0
-        kk = min(len(self), k + extra)
+        # At most max_per_dialogue (+ degenerate) entries are excluded per query, so that many extra suffice.
+        extra = (self.max_per_dialogue if any(e is not None for e in exclude) else 0) + int(self._blocked.sum())
+        kk = min(len(self), depth + extra)
         scores, ids = self.faiss.search(np.ascontiguousarray(q, dtype=np.float32), kk)
+        safe = np.maximum(ids, 0)
+        own = np.array([self._codes.get(e, -1) if e is not None else -1 for e in exclude], dtype=np.int64)
+        allowed = (ids >= 0) & ~self._blocked[safe] & (self._dialogue[safe] != own[:, None])
+        return scores, ids, allowed
+
+    def search_vectors(self, q: np.ndarray, k: int, exclude_dialogue_ids=None, probs: np.ndarray | None = None,
+                       scoring: Scoring | None = None) -> list[list[Hit]]:
+        """Top-k hits for query vectors ``q`` (N, D) ranked by ``scoring`` (default: the index's);
+        ``probs`` (N, C) = P(emotion | query) for emotion-aware scoring; entries of
+        ``exclude_dialogue_ids[i]`` and degenerate entries skipped."""
+        if k < 1:
+            raise ElmdError(f"k must be >= 1, got {k}")
+        scoring = scoring or self.scoring
+        if len(q) == 0 or len(self) == 0:
+            return [[] for _ in range(len(q))]
+        cos, ids, allowed = self.candidates(q, max(k, scoring.pool) if scoring.emotion_aware else k, exclude_dialogue_ids)
+        labels = np.where(ids >= 0, self._labels[np.maximum(ids, 0)], -1)
+        order, score = rank(cos, labels, allowed, probs, scoring, k)
         out = []
-        for qi in range(n):
+        for qi in range(len(q)):
             hits = []
-            for score, i in zip(scores[qi], ids[qi]):
-                if i < 0:
-                    continue
-                row = self.table[i]
-                if exclude[qi] is not None and row["dialogue_id"] == exclude[qi]:
-                    continue
-                hits.append(Hit(**{f: row[f] for f in TABLE_FIELDS}, score=float(score)))
-                if len(hits) == k:
+            for col, sc in zip(order[qi], score[qi]):
+                if not np.isfinite(sc):
                     break
+                row = self.table[ids[qi, col]]
+                hits.append(Hit(**{f: row[f] for f in TABLE_FIELDS}, score=float(sc)))
             out.append(hits)
         return out
 
     def search(self, texts: list[str], k: int = 1, exclude_dialogue_ids=None, batch_size: int = 256,
-               progress: bool = False) -> list[list[Hit]]:
+               progress: bool = False, scoring: Scoring | None = None) -> list[list[Hit]]:
         """Encode ``texts`` with the index's encoder and return the top-k hits of each (batched)."""
         if self.retriever is None:
             raise ElmdError("this index has no encoder loaded — pass encoder= to DemonstrationIndex.load")
-        q = self.retriever.encode(list(texts), batch_size=batch_size, progress=progress)
-        return self.search_vectors(q, k, exclude_dialogue_ids)
+        scoring = scoring or self.scoring
+        if scoring.emotion_aware:
+            q, probs = self.retriever.encode(list(texts), batch_size=batch_size, progress=progress, with_probs=True)
+        else:
+            q, probs = self.retriever.encode(list(texts), batch_size=batch_size, progress=progress), None
+        return self.search_vectors(q, k, exclude_dialogue_ids, probs, scoring)
 
 
 def resolve_encoder(index_dir: Path, meta: dict, encoder, device: str = "auto"):

@@ -1,13 +1,19 @@
-"""Training the emotional retriever: L_r = lambda * L_e + 1/(s n_s) * sum L_c (Sec. 3.3, Alg. 1).
+"""Training the emotional retriever: L_r = lambda * L_e + 1/(s n_s) * sum L_c (Sec. 3.3, Alg. 1),
+plus the emotion head's cross-entropy (issue 13).
 
 Each epoch draws one group (anchor, positive, n_e - 1 negatives; :mod:`retrieval.groups`) per
 labelled training utterance, encodes the ``B * (n_e + 1)`` texts with the sentence encoder, applies
-the SSC head (Eq. 3) and minimises :class:`retrieval.losses.RetrievalLoss` with AdamW. After each
-epoch the training samples are indexed and the validation utterances searched: emotion agreement@1
-(query vs retrieved u') selects the best epoch, which is the one kept in the output folder.
+the SSC head (Eq. 3) and the emotion head and minimises :class:`retrieval.losses.RetrievalLoss`
+with AdamW. After each epoch the training samples are indexed and the validation utterances
+searched: plain-cosine metrics, the emotion head's accuracy / macro-F1, and the best search-time
+scoring (:func:`retrieval.tune.tune_scoring`, stored in retriever.json) are logged; the tuned
+objective (``retrieval.tune_metric``; cosine agreement@1 without an emotion head) selects the
+best epoch, which is the one kept in the output folder.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import math
 from pathlib import Path
@@ -15,23 +21,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from elmd.config import ELMDConfig, save_config
+from elmd.configio import save_config
 from elmd.data.jsonl import read_samples
 from elmd.data.labels import label_set_from_config
 from elmd.errors import ElmdError
 from elmd.io import atomic_dir, atomic_write_jsonl, atomic_write_text
-from retrieval.encoder import Retriever, load_retriever
+from retrieval.encoder import EmotionHead, Retriever, load_retriever
 from retrieval.evaluate import evaluate_index
 from retrieval.groups import sample_groups, usable_anchors
 from retrieval.index import DemonstrationIndex
-from retrieval.losses import RetrievalLoss
+from retrieval.losses import EmotionLoss, RetrievalLoss, balanced_weights
+from retrieval.metrics import accuracy_macro_f1
 from retrieval.ssc import SSCHead, join_blocks
+from retrieval.tune import objective, tune_scoring
+
+if TYPE_CHECKING:  # annotations only: retrieval does not import the ELMD config at run time
+    from elmd.config import ELMDConfig
 
 
 def train_retriever(cfg: ELMDConfig, data: str, out: str, valid: str | None = None,
                     encoder: str | None = None, log=print) -> dict:
     """Train from ``cfg.retrieval`` and write the retriever folder ``out``; returns its info dict."""
     rc = cfg.retrieval
+    rc.check()
     if rc.n_e < 1:
         raise ElmdError(f"retrieval.n_e must be >= 1 (one positive and n_e - 1 negatives), got {rc.n_e}")
     if rc.epochs > 0 and not (rc.ert or rc.ssc):
@@ -49,10 +61,19 @@ def train_retriever(cfg: ELMDConfig, data: str, out: str, valid: str | None = No
         if retriever.dim % rc.s:
             raise ElmdError(f"embedding size {retriever.dim} is not divisible by retrieval.s={rc.s} — pick s dividing it")
         retriever.head = SSCHead(retriever.dim, rc.s).to(retriever.st.device)
+    if not (rc.ert and rc.emotion_head):
+        retriever.emotion_head = None
+    elif rc.epochs > 0 and retriever.emotion_head is None:
+        retriever.emotion_head = EmotionHead(retriever.represent(torch.zeros(1, retriever.dim)).shape[1], len(labels))
+        retriever.emotion_head.to(retriever.st.device)
+        retriever.info["emotion_labels"] = list(labels.ids)
     s = retriever.head.s if retriever.head is not None else rc.s
-    retriever.info.update({"format": "elmd-retriever/1", "dim": retriever.dim, "s": s, "n_e": rc.n_e,
+    retriever.info.update({"format": "elmd-retriever/2", "dim": retriever.dim, "s": s, "n_e": rc.n_e,
                            "tau": rc.tau, "lam": rc.lam, "ert": rc.ert and rc.epochs > 0,
-                           "ssc": rc.ssc and rc.epochs > 0, "trained_epochs": 0, "best_epoch": 0})
+                           "ssc": rc.ssc and rc.epochs > 0, "negatives": rc.negatives,
+                           "emotion_head": retriever.emotion_head is not None, "class_balanced": rc.class_balanced,
+                           "emotion_weight": rc.emotion_weight, "trained_epochs": 0, "best_epoch": 0})
+    retriever.info.pop("scoring", None)
     history = []
     if valid_samples:
         history.append({"epoch": 0, **_validate(retriever, train, valid_samples, rc)})
@@ -75,10 +96,17 @@ def _fit(retriever: Retriever, train, valid_samples, cfg: ELMDConfig, out: str, 
     if len(anchors) == 0 or len(set(emotions)) < 2:
         raise ElmdError(f"{len(items)} labelled utterances in {len(set(emotions))} emotions: ERT needs two "
                         "emotions with at least two utterances each — check the training data")
-    loss_fn = RetrievalLoss(rc.tau, rc.lam, rc.ert, rc.ssc)
+    names = retriever.emotion_labels or sorted(set(emotions))
+    ids = torch.tensor([names.index(e) if e in names else -100 for e in emotions])
+    emo_loss = None
+    if retriever.emotion_head is not None:
+        emo_loss = EmotionLoss(balanced_weights(ids[ids >= 0], len(names)) if rc.class_balanced else None)
+    loss_fn = RetrievalLoss(rc.tau, rc.lam, rc.ert, rc.ssc, in_batch=rc.negatives == "batch", emotion=emo_loss,
+                            mu=rc.emotion_weight)
     groups_ = [{"params": [p for p in retriever.st.parameters() if p.requires_grad], "lr": rc.lr}]
-    if retriever.head is not None:
-        groups_.append({"params": list(retriever.head.parameters()), "lr": rc.head_lr})
+    for head, lr in ((retriever.head, rc.head_lr), (retriever.emotion_head, rc.emotion_lr)):
+        if head is not None:
+            groups_.append({"params": list(head.parameters()), "lr": lr})
     opt = torch.optim.AdamW(groups_, weight_decay=rc.weight_decay)
     rng = np.random.default_rng(rc.seed)
     best = -math.inf
@@ -86,42 +114,65 @@ def _fit(retriever: Retriever, train, valid_samples, cfg: ELMDConfig, out: str, 
         retriever.train()
         groups = sample_groups(rng.permutation(anchors), emotions, rc.n_e, rng)
         bar = tqdm(range(0, len(groups), rc.batch_size), desc=f"epoch {epoch}/{rc.epochs}", unit="batch")
+        sums: dict[str, float] = {}
         for start in bar:
             g = groups[start : start + rc.batch_size]
-            losses = _step(retriever, loss_fn, [texts[i] for i in g.reshape(-1)], g.shape)
+            losses = _step(retriever, loss_fn, [texts[i] for i in g.reshape(-1)], g.shape, ids[g])
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             opt.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
             bar.set_postfix({k: f"{v.item():.4f}" for k, v in losses.items()})
         retriever.info["trained_epochs"] = epoch
-        row = {"epoch": epoch, **(_validate(retriever, train, valid_samples, rc) if valid_samples else {})}
+        n_batches = math.ceil(len(groups) / rc.batch_size)
+        row = {"epoch": epoch, **{f"train_{k}": round(v / n_batches, 4) for k, v in sums.items()}}
+        if valid_samples:
+            row.update(_validate(retriever, train, valid_samples, rc))
         history.append(row)
         log(f"epoch {epoch}: {_fmt(row)}")
-        score = row.get("utt_agree@1", epoch)  # without validation data the last epoch is kept
+        score = row.get("objective", row.get("utt_agree@1", epoch))  # without validation data the last epoch is kept
         if score > best:
             best = score
             retriever.info.update({"best_epoch": epoch, "valid": row})
+            if "scoring" in row:
+                retriever.info["scoring"] = row["scoring"]
             _save(retriever, cfg, out, history)
     atomic_write_jsonl(Path(out) / "train_log.jsonl", history)
 
 
-def _step(retriever: Retriever, loss_fn: RetrievalLoss, texts: list[str], shape) -> dict:
+def _step(retriever: Retriever, loss_fn: RetrievalLoss, texts: list[str], shape, emotions: torch.Tensor) -> dict:
     b, g = shape
     e = retriever.embed(texts)  # (B*G, d)
-    if retriever.head is None:
-        return loss_fn(retriever.represent(e).view(b, g, -1))
-    h = retriever.head(e)  # (B*G, s, d/s)
-    return loss_fn(join_blocks(h).view(b, g, -1), h.view(b, g, *h.shape[1:]))
+    h = retriever.head(e) if retriever.head is not None else None  # (B*G, s, d/s)
+    z = join_blocks(h) if h is not None else retriever.represent(e)
+    logits = retriever.emotion_head(z) if retriever.emotion_head is not None else None
+    emotions = emotions.to(z.device)
+    return loss_fn(z.view(b, g, -1), h.view(b, g, *h.shape[1:]) if h is not None else None, emotions, logits)
 
 
 def _validate(retriever: Retriever, train, valid_samples, rc) -> dict:
+    """Cosine retrieval metrics; with an emotion head also its accuracy / macro-F1 on the labelled
+    valid utterances and the tuned scoring with its metrics (``objective`` selects the epoch)."""
     index = DemonstrationIndex.build(train, retriever, "Flat", rc.encode_batch_size)
-    m = evaluate_index(index, valid_samples, rc.eval_k, rc.encode_batch_size)
-    return {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
+    row = {k: round(v, 4) if isinstance(v, float) else v
+           for k, v in evaluate_index(index, valid_samples, rc.eval_k, rc.encode_batch_size).items()}
+    if retriever.emotion_head is None:
+        return row
+    labelled = [s for s in valid_samples if s.utterance.emotion is not None]
+    _, probs = retriever.encode([s.utterance.text for s in labelled], rc.encode_batch_size, with_probs=True)
+    names = retriever.emotion_labels
+    acc, f1 = accuracy_macro_f1([s.utterance.emotion for s in labelled], [names[i] for i in probs.argmax(1)])
+    tuned = tune_scoring(index, valid_samples, rc.tune_metric, rc.min_f1_ratio, rc.encode_batch_size)
+    row.update({"emotion_acc": round(acc, 4), "emotion_macro_f1": round(f1, 4),
+                "scoring": tuned.scoring.to_dict(), **{f"tuned_{k}": v for k, v in tuned.valid.items()},
+                "objective": round(objective(tuned.valid, rc.tune_metric), 4)})
+    return row
 
 
 def _fmt(row: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch") or "no validation data"
+    return ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("epoch", "scoring")) + (
+        f", scoring={row['scoring']}" if "scoring" in row else "") or "no validation data"
 
 
 def _save(retriever: Retriever, cfg: ELMDConfig, out: str, history: list) -> None:
@@ -146,6 +197,8 @@ written by `elmd retriever train`.
 - Base encoder: `{info.get('base_encoder')}` ({info.get('dim')}-d)
 - Losses: {'ERT (Eq. 2)' if info.get('ert') else 'no ERT'}, {'SSC (Alg. 1, Eq. 3-4) with s = ' + str(info.get('s')) if info.get('ssc') else 'no SSC'};
   n_e = {info.get('n_e')}, tau = {info.get('tau')}, lambda = {info.get('lam')}
+- Emotion head: {'P(emotion | u) over ' + ', '.join(info.get('emotion_labels') or []) + (' (class-balanced loss)' if info.get('class_balanced') else '') if info.get('emotion_head') else 'none'}
+- Search-time scoring (tuned on the valid split): `{info.get('scoring') or {'mode': 'cosine'}}`
 - Epochs trained: {info.get('trained_epochs')}; best epoch kept: {info.get('best_epoch')}
 
 ## Validation (epoch {valid.get('epoch', '-')}, queries = valid utterances, index = train samples)
@@ -161,6 +214,7 @@ elmd index build --data train.jsonl --retriever THIS_FOLDER --out INDEX_DIR
 ```
 
 The folder is a sentence-transformers model (`SentenceTransformer(THIS_FOLDER)` gives e_u, mean
-pooling, not normalised); `ssc_head.safetensors` holds the SSC head, and
-`retrieval.encoder.load_retriever(THIS_FOLDER).encode(texts)` gives the normalised search vectors.
+pooling, not normalised); `ssc_head.safetensors` holds the SSC head, `emotion_head.safetensors`
+the emotion classifier, and `retrieval.encoder.load_retriever(THIS_FOLDER).encode(texts)` gives
+the normalised search vectors (`with_probs=True`: also P(emotion | text)).
 """

@@ -93,7 +93,9 @@ def tiny_st_bert(tmp_path_factory, train_texts):
     root = tmp_path_factory.mktemp("tiny_bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted({c for t in train_texts for c in t})
     (root / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    # transformers 5 ignores vocab_file here (every character became [UNK]): pass the vocabulary itself
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+    assert tok.unk_token_id not in tok(train_texts[0], add_special_tokens=False)["input_ids"]
     cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=64)
     BertModel(cfg).save_pretrained(root / "hf")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,16 @@ def test_train_writes_self_describing_folder(trained):
     info = json.loads((d / "retriever.json").read_text(encoding="utf-8"))
     log = [json.loads(line) for line in (d / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [row["epoch"] for row in log] == [0, 1, 2]
-    best = max(log[1:], key=lambda row: row["utt_agree@1"])  # first best epoch is the one kept
-    assert info["best_epoch"] == best["epoch"] and info["valid"]["utt_agree@1"] == best["utt_agree@1"]
+    best = max(log[1:], key=lambda row: row["objective"])  # first best epoch (tuned valid objective) is kept
+    assert info["best_epoch"] == best["epoch"] and info["valid"]["objective"] == best["objective"]
     assert info["ssc"] and info["ert"] and info["s"] == 4
+    # the emotion head is saved with its labels, its valid accuracy / macro-F1 are logged, the
+    # tuned scoring is stored; w/o ERT (and the untrained base) have none
+    assert (d / "emotion_head.safetensors").exists() and {"neutral", "anger", "sad"} < set(info["emotion_labels"])
+    assert all(0 <= row["emotion_acc"] <= 1 and "emotion_macro_f1" in row for row in log)
+    assert info["scoring"]["mode"] in ("cosine", "soft", "filter") and info["scoring"] == log[info["best_epoch"]]["scoring"]
+    assert load_retriever(str(d), device="cpu").emotion_head.linear.out_features == len(info["emotion_labels"])
+    assert not (trained["base"] / "emotion_head.safetensors").exists()
     assert "ERT" in (d / "README.md").read_text(encoding="utf-8")
     assert load_retriever(str(d), device="cpu").label == "+ERT+SSC"
     assert load_retriever(str(trained["ert"]), device="cpu").label == "+ERT"
@@ -73,6 +81,41 @@ def test_training_lowers_the_ert_loss(trained, retrieval_data):
     assert ert(load_retriever(str(trained["ert_ssc"]), device="cpu")) < before - 0.02
 
 
+def test_ert_loss_falls_with_ssc_on(trained):
+    """Issue 13: with SSC on, L_e sat at ln 2 (the sub-vectors collapsed); it must fall now."""
+    log = [json.loads(line) for line in (trained["ert_ssc"] / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
+    l_e = [row["train_l_e"] for row in log[1:]]
+    assert l_e[-1] < l_e[0] and l_e[-1] < math.log(2) - 0.1, l_e
+    assert log[-1]["train_l_c"] > 0.3  # not the collapsed minimum of Eq. 4 (0.19 for s = 4, tau = 0.5)
+
+
+def test_tune_scoring_and_wo_ert_has_no_emotion_scoring(trained, retrieval_data, tmp_path):
+    import shutil
+
+    d = tmp_path / "r"
+    shutil.copytree(trained["ert_ssc"], d)
+    r = run("retriever", "tune", "--retriever", d, "--data", retrieval_data["train"], "--valid", retrieval_data["valid"],
+            "--set", "retrieval.tune_metric=macro_agree@1", *SMALL)
+    assert r.exit_code == 0, r.output
+    info = json.loads((d / "retriever.json").read_text(encoding="utf-8"))
+    assert "scoring" in info and info["scoring_valid"]["macro_agree@1"] >= 0
+    assert load_retriever(str(d), device="cpu").fingerprint == load_retriever(str(trained["ert_ssc"]), device="cpu").fingerprint
+    wo_ert = tmp_path / "wo_ert"
+    r = run("retriever", "train", "--data", retrieval_data["train"], "--encoder", "builtin:char", "--out", wo_ert,
+            "--no-ert", "--epochs", 1, *SMALL)
+    assert r.exit_code == 0, r.output
+    assert not (wo_ert / "emotion_head.safetensors").exists()
+    r = run("retriever", "tune", "--retriever", wo_ert, "--data", retrieval_data["train"], "--valid",
+            retrieval_data["valid"], *SMALL)
+    assert r.exit_code == 2 and "no emotion head" in r.output
+    r = run("index", "build", "--data", retrieval_data["train"], "--retriever", wo_ert, "--out", tmp_path / "i",
+            "--set", "retrieval.scoring=soft", *SMALL)
+    assert r.exit_code == 2 and "emotion head" in r.output and "retrieval.scoring=cosine" in r.output
+    r = run("index", "build", "--data", retrieval_data["train"], "--retriever", wo_ert, "--out", tmp_path / "i",
+            "--set", "retrieval.scoring=sharp", *SMALL)
+    assert r.exit_code == 2 and "retrieval.scoring='sharp'" in r.output and "cosine" in r.output
+
+
 def test_train_ablation_both_off_is_an_error(retrieval_data, tmp_path):
     r = run("retriever", "train", "--data", retrieval_data["train"], "--encoder", "builtin:char",
             "--out", tmp_path / "x", "--no-ert", "--no-ssc", "--epochs", 1, *SMALL)
@@ -88,7 +131,29 @@ def test_index_build_search_and_evaluate(trained, retrieval_data, tmp_path):
             "--factory", "HNSW16", *SMALL)
     assert r.exit_code == 0, r.output
     meta = json.loads((ssc_idx / "meta.json").read_text(encoding="utf-8"))
-    assert meta["factory"] == "HNSW16" and meta["encoder"]["label"] == "+ERT+SSC"
+    assert meta["factory"] == "HNSW16" and meta["encoder"]["label"] == "+ERT+SSC" and meta["degenerate_entries"] == 0
+    tuned = json.loads((trained["ert_ssc"] / "retriever.json").read_text(encoding="utf-8"))["scoring"]
+    assert meta["scoring"] == tuned  # 'auto': the scoring tuned by `retriever train`
+    emo_idx = tmp_path / "filter"
+    r = run("index", "build", "--data", retrieval_data["train"], "--retriever", trained["ert_ssc"], "--out", emo_idx,
+            "--set", "retrieval.scoring=filter", "--set", "retrieval.pool=20", *SMALL)
+    assert r.exit_code == 0, r.output
+    assert json.loads((emo_idx / "meta.json").read_text(encoding="utf-8"))["scoring"] == {"mode": "filter", "beta": 0.0, "pool": 20}
+    r = run("index", "search", "--index", emo_idx, "--query", "气死我了", "-k", 3, "--json", *SMALL)
+    filtered = json.loads(r.stdout.strip())["hits"]
+    r = run("index", "search", "--index", emo_idx, "--query", "气死我了", "-k", 3, "--json",
+            "--set", "retrieval.scoring=cosine", *SMALL)
+    plain = json.loads(r.stdout.strip())["hits"]
+    assert all(-1.01 <= h["score"] <= 1.01 for h in plain) and [h["score"] for h in plain] == sorted(
+        [h["score"] for h in plain], reverse=True)
+    retr = load_retriever(str(trained["ert_ssc"]), device="cpu")
+    predicted = retr.emotion_labels[int(retr.encode(["气死我了"], with_probs=True)[1].argmax())]
+    r = run("index", "search", "--index", emo_idx, "--query", "气死我了", "-k", 20, "--json",
+            "--set", "retrieval.scoring=cosine", *SMALL)
+    pool = json.loads(r.stdout.strip())["hits"]  # the 20 cosine candidates, re-ranked by the filter:
+    want = sorted(pool, key=lambda h: (h["utterance_emotion"] != predicted, -h["score"]))[:3]
+    assert [h["id"] for h in filtered] == [h["id"] for h in want]
+    assert [h["score"] > 2 for h in filtered] == [h["utterance_emotion"] == predicted for h in want]
 
     r = run("index", "search", "--index", base_idx, "--query", "气死我了", "-k", 2, "--json", *SMALL)
     assert r.exit_code == 0, r.output
@@ -111,12 +176,20 @@ def test_index_build_search_and_evaluate(trained, retrieval_data, tmp_path):
     assert all(h["dialogue_id"] != first["dialogue_id"] for h in rows[0]["hits"])  # leakage excluded
     assert rows[1]["hits"][0]["utterance"] == text and rows[1]["hits"][0]["score"] == pytest.approx(1, abs=1e-5)
 
-    r = run("retriever", "evaluate", "--index", base_idx, "--index", ssc_idx, "--data", retrieval_data["test"],
-            "--out", tmp_path / "eval.json", *SMALL)
+    r = run("retriever", "evaluate", "--index", base_idx, "--index", emo_idx, "--data", retrieval_data["test"],
+            "--out", tmp_path / "eval.json", "--bootstrap", 200, *SMALL)
     assert r.exit_code == 0, r.output
-    assert "utt_agree@1" in r.stdout and "+ERT+SSC" in r.stdout and "base (builtin:char)" in r.stdout
+    assert "macro_agree@1" in r.stdout and "+ERT+SSC · filter pool=20" in r.stdout and "base (builtin:char)" in r.stdout
     res = json.loads((tmp_path / "eval.json").read_text(encoding="utf-8"))
-    assert len(res["rows"]) == 2 and all(0 <= x["r_char_f1"] <= 1 for x in res["rows"])
+    names = [x["system"].split(" [")[0] for x in res["rows"]]
+    assert names == ["base (builtin:char) · cosine", "+ERT+SSC · cosine", "+ERT+SSC · filter pool=20", "random u'",
+                     "majority (neutral) u'"]
+    assert all(0 <= x["r_char_f1"] <= 1 for x in res["rows"]) and res["rows"][0]["d_utt_agree@1"] == [0, 0, 0]
+    for x in res["rows"]:
+        diff, low, high = x["d_macro_agree@1"]
+        assert low <= diff <= high and diff == pytest.approx(x["macro_agree@1"] - res["rows"][0]["macro_agree@1"], abs=1e-3)
+    majority = res["rows"][-1]
+    assert majority["macro_agree@1"] < majority["utt_agree@1"]  # always-neutral: 1/classes macro
 
     # another encoder than the one that built the index is refused with a one-line error
     r = run("index", "search", "--index", base_idx, "--query", "你好", "--encoder", trained["ert"], *SMALL)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from retrieval.groups import sample_groups, usable_anchors
-from retrieval.losses import ERTLoss, RetrievalLoss, SSCLoss
+from retrieval.losses import EmotionLoss, ERTLoss, RetrievalLoss, SSCLoss
 from retrieval.metrics import char_f1, emotion_agreement, mean_char_f1
 from retrieval.ssc import SSCHead, block_masks, search_representation, split_blocks
 
@@ -59,7 +59,14 @@ def test_ssc_loss_matches_pair_loop():
 
 def test_retrieval_loss_combines_and_ablates():
     z, h = t([[[1, 0], [1, 0], [0, 1]]]), torch.randn(1, 3, 2, 2)
-    l_e, l_c = ERTLoss(0.5)(z), SSCLoss(0.5)(h)
+    l_e, l_c = ERTLoss(0.5)(z), SSCLoss(0.5, center=True)(h)  # RetrievalLoss centres the sub-vectors
+    assert RetrievalLoss(0.5, center=False)(z, h)["loss"].item() == pytest.approx(l_e.item() + SSCLoss(0.5)(h).item(), rel=1e-6)
+    logits, emo = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), torch.tensor([[0, 0, 1]])
+    ce = torch.nn.functional.cross_entropy(logits, emo[0])
+    with_emo = RetrievalLoss(0.5, emotion=EmotionLoss(), mu=0.5)(z, h, emo, logits)
+    assert with_emo["l_emo"].item() == pytest.approx(ce.item()) and with_emo["loss"].item() == pytest.approx(
+        l_e.item() + l_c.item() + 0.5 * ce.item(), rel=1e-6)
+    assert "l_emo" not in RetrievalLoss(0.5, ert=False, emotion=EmotionLoss())(z, h, emo, logits)  # w/o ERT: no head
     assert RetrievalLoss(0.5, lam=2.0)(z, h)["loss"].item() == pytest.approx(2 * l_e.item() + l_c.item(), rel=1e-6)
     assert RetrievalLoss(0.5, ssc=False)(z)["loss"].item() == pytest.approx(l_e.item(), rel=1e-6)
     assert RetrievalLoss(0.5, ert=False)(z, h)["loss"].item() == pytest.approx(l_c.item(), rel=1e-6)

@@ -36,7 +36,8 @@ def build(data, retriever, encoder, out, factory, config, overrides):
     cfg = resolve(config, overrides)
     out = out or cfg.index.path
     index = build_index(cfg, data or cfg.data.train, out, retriever or encoder or cfg.retrieval.encoder, factory)
-    click.echo(f"indexed {len(index)} pairs with {index.meta['encoder']['label']} -> {out}")
+    click.echo(f"indexed {len(index)} pairs with {index.meta['encoder']['label']} ({index.scoring.describe()}; "
+               f"{index.meta['degenerate_entries']} degenerate entries never returned) -> {out}")
 
 
 @cli.command("search")

@@ -1,0 +1,111 @@
+"""Emotion-aware scoring of retrieved candidates (issue 13; extends Sec. 3.3's cosine retrieval).
+
+The paper ranks the indexed utterances u' by cosine alone. The index already stores every u''s
+emotion label, and the retriever's emotion head (:class:`retrieval.encoder.EmotionHead`) gives
+``P(emotion | q)`` for a query, so a candidate's score can reward emotional agreement::
+
+    cosine:  score = cos(q, u')
+    soft:    score = cos(q, u') + beta * P(emotion(u') | q)
+    filter:  score = cos(q, u') + FILTER_BETA * [emotion(u') == argmax_e P(e | q)]
+
+Scores are computed for the ``pool`` best cosine candidates (FAISS top-``pool``, plus as many as
+same-dialogue exclusion may remove) and re-ranked. ``filter``'s bonus exceeds any cosine gap
+(cosines lie in [-1, 1]), so u' of the predicted emotion come first in cosine order and, when
+fewer than k candidates match (or none), the best remaining candidates follow in cosine order:
+the fallback is plain cosine retrieval. A u' without a label gets no bonus. Excluded entries
+(the query's own dialogue, degenerate keys) get score -inf and are never returned.
+
+``beta`` / ``pool`` (soft) and ``pool`` (filter) are tuned on the valid split by
+:func:`retrieval.tune.tune_scoring` and stored with the retriever (retriever.json ``scoring``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from elmd.errors import ElmdError
+
+MODES = ("cosine", "soft", "filter")
+FILTER_BETA = 4.0
+"""Bonus of a candidate of the predicted emotion under 'filter' (> 2, the largest cosine gap)."""
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How candidates are ranked at search time (module docstring)."""
+
+    mode: str = "cosine"
+    """'cosine', 'soft' or 'filter'."""
+    beta: float = 0.0
+    """Weight of P(emotion(u') | q) under 'soft'."""
+    pool: int = 100
+    """Cosine candidates re-scored per query (ignored by 'cosine')."""
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ElmdError(f"scoring mode '{self.mode}' — allowed: {', '.join(MODES)}")
+        if self.beta < 0 or self.pool < 1:
+            raise ElmdError(f"scoring beta={self.beta} must be >= 0 and pool={self.pool} >= 1")
+
+    @property
+    def emotion_aware(self) -> bool:
+        return self.mode != "cosine"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict | None) -> "Scoring":
+        raw = raw or {}
+        return cls(str(raw.get("mode", "cosine")), float(raw.get("beta", 0.0)), int(raw.get("pool", 100)))
+
+    def describe(self) -> str:
+        if self.mode == "soft":
+            return f"soft β={self.beta:g} pool={self.pool}"
+        return f"filter pool={self.pool}" if self.mode == "filter" else "cosine"
+
+
+def resolve_scoring(rc, info: dict, has_head: bool) -> Scoring:
+    """The scoring that ``retrieval.scoring`` / ``beta`` / ``pool`` select for a retriever whose
+    retriever.json is ``info`` (its tuned ``scoring``, if any)."""
+    tuned = Scoring.from_dict(info.get("scoring")) if has_head else Scoring()
+    mode = tuned.mode if rc.scoring == "auto" else rc.scoring
+    if mode != "cosine" and not has_head:
+        raise ElmdError(f"retrieval.scoring={rc.scoring} needs a retriever with an emotion head — train one with "
+                        "`elmd retriever train` (ERT on), or set retrieval.scoring=cosine")
+    if mode == "cosine":
+        return Scoring()
+    beta = rc.beta if rc.beta is not None else (tuned.beta if tuned.mode == "soft" else 1.0)
+    pool = rc.pool if rc.pool is not None else (tuned.pool if tuned.mode != "cosine" else 100)
+    return Scoring(mode, float(beta) if mode == "soft" else 0.0, int(pool))
+
+
+def emotion_bonus(labels: np.ndarray, probs: np.ndarray, scoring: Scoring) -> np.ndarray:
+    """``(N, K)`` bonus of each candidate: ``beta * P(label | q)`` (soft) or ``FILTER_BETA`` when the
+    label is the predicted one (filter); 0 for unlabelled candidates (label -1) and for 'cosine'.
+    ``labels``: ``(N, K)`` class ids of the candidates; ``probs``: ``(N, C)``."""
+    if not scoring.emotion_aware:
+        return np.zeros(labels.shape, dtype=np.float32)
+    known = labels >= 0
+    safe = np.where(known, labels, 0)
+    if scoring.mode == "soft":
+        bonus = scoring.beta * np.take_along_axis(probs, safe, axis=1)
+    else:
+        bonus = FILTER_BETA * (safe == probs.argmax(axis=1)[:, None])
+    return np.where(known, bonus, 0.0).astype(np.float32)
+
+
+def rank(cosine: np.ndarray, labels: np.ndarray, allowed: np.ndarray, probs: np.ndarray | None,
+         scoring: Scoring, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Re-rank ``(N, K)`` candidates: returns ``(order, score)``, each ``(N, min(k, K))``: column
+    positions of the best candidates and their scores (-inf where fewer than k are ``allowed``).
+    Ties keep the cosine order (stable sort)."""
+    if scoring.emotion_aware and probs is None:
+        raise ElmdError("emotion-aware scoring needs P(emotion | q) — the retriever has no emotion head")
+    bonus = emotion_bonus(labels, probs, scoring) if scoring.emotion_aware else 0.0
+    score = np.where(allowed, cosine + bonus, -np.inf)
+    kk = min(k, score.shape[1])
+    order = np.argsort(-score, axis=1, kind="stable")[:, :kk]
+    return order, np.take_along_axis(score, order, axis=1)
