@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate": "elmd.cli.evaluate_cmd",
     "report": "elmd.cli.report_cmd",
     "chat": "elmd.cli.chat_cmd",
+    "plan": "elmd.cli.plan_cmd",
     "sticker": "elmd.cli.sticker_cmd",
     "avatar": "elmd.cli.avatar_cmd",
 }
