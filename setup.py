@@ -36,7 +36,7 @@ setup(
         "diffusers>=0.30",  # sticker head's SD backends (+65 MB with its deps)
     ],
     extras_require={
-        "gpu": ["faiss-gpu-cu12", "deepspeed"],
+        "gpu": ["faiss-gpu-cu12"],
         "test": ["pytest>=7"],
     },
     entry_points={"console_scripts": ["elmd=elmd.cli.main:main"]},
