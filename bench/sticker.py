@@ -48,10 +48,12 @@ def bench_build(poses: int, size: int, work: Path) -> list[tuple[str, str]]:
     images = [open_image(p, enc.image_size) for p in paths]
     enc.encode(images[:8])  # warm-up
     t_enc, _ = timed(lambda: enc.encode(images, 32))
+    t_dec, _ = timed(lambda: [open_image(p, enc.image_size) for p in paths])
     t_build, _ = timed(lambda: build_library(lib_dir, meta, work / "lib", enc, overwrite=True))
     n = len(paths)
     return [("stickers", f"{n} ({size} px PNG, encoded at {enc.image_size} px)"),
             ("pure encoding (decoded images)", f"{t_enc:.2f} s ({n / t_enc:.0f} stickers/s)"),
+            ("PNG decode + resize only", f"{t_dec:.2f} s ({n / t_dec:.0f} stickers/s)"),
             ("library build end to end", f"{t_build:.2f} s ({n / t_build:.0f} stickers/s), +{100 * (t_build / t_enc - 1):.0f}% vs encoding")]
 
 

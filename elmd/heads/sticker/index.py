@@ -117,6 +117,8 @@ class StickerLibrary:
         self.table, self.vectors, self.meta, self.folder = table, np.ascontiguousarray(vectors, np.float32), meta, folder
         self.ids = [r["id"] for r in table]
         self.emotions = np.array([r["emotion"] for r in table])
+        self._codes = {e: c for c, e in enumerate(sorted(set(self.emotions.tolist())))}
+        self._emotion_codes = np.array([self._codes[e] for e in self.emotions.tolist()], dtype=np.int32)  # fast masks
         self._pos = {sid: i for i, sid in enumerate(self.ids)}
 
     def __len__(self) -> int:
@@ -175,6 +177,7 @@ class StickerLibrary:
             if shown is not None and shown[b]:
                 excluded = np.zeros(len(self), bool)
                 excluded[self.positions(shown[b])] = True
-            picked = select_stickers(scores[b], self.emotions, emotions[b], k, excluded, mode)
+            code = None if emotions[b] is None else self._codes.get(emotions[b], -1)
+            picked = select_stickers(scores[b], self._emotion_codes, code, k, excluded, mode)
             out.append([self.hit(i, scores[b, i]) for i in picked])
         return out
