@@ -21,14 +21,23 @@ def cli():
 @config_options
 @friendly_errors
 def extract(data, out, config, overrides):
-    """Encode every video of DATA once; a second run only reads the cache."""
+    """Encode every video of DATA once; a second run only reads the cache. Under `torchrun
+    --nproc_per_node N -m elmd.cli.main features extract ...` the videos are split across the N
+    processes, which fill the same cache."""
     from elmd.models.features import extract_features
+    from elmd.training.dist import cleanup, init_distributed
 
-    cfg = resolve(config, overrides)
+    info = init_distributed("cpu")  # joins torchrun's group (gloo); a single process otherwise
+    cfg = resolve(config, overrides, quiet=not info.is_main)
     out = out or cfg.vision.feature_cache
     if not out:
         raise ElmdError("no cache folder — pass --out DIR or set vision.feature_cache")
-    stats = extract_features(data, out, cfg.vision)
+    try:
+        stats = extract_features(data, out, cfg.vision)
+    finally:
+        cleanup(info)
+    if not info.is_main:
+        return
     click.echo(f"videos: {stats.hits + stats.misses + stats.zeroed}  cached before (hits): {stats.hits}  "
                f"encoded now (misses): {stats.misses}  zeroed (bad videos): {stats.zeroed}  -> {out}")
     for p in stats.bad_videos:

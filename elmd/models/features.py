@@ -11,6 +11,7 @@ each entry's metadata repeats its key parts, which :meth:`FeatureCache.get` chec
 
 :func:`video_features` is what training and generation call: cache hits are read, misses are
 decoded, encoded in batches and stored; bad videos follow ``vision.on_bad_video``.
+:func:`extract_features` fills a cache ahead of training, split across the ranks under ``torchrun``.
 """
 
 from __future__ import annotations
@@ -189,35 +190,86 @@ def collect_video_paths(data_path: str | Path) -> list[str]:
     return list(dict.fromkeys(t.video for d in read_dialogues(data_path) for t in d.turns if t.video))
 
 
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of the joined process group (torchrun), else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _gather(obj, world: int) -> list:
+    """``obj`` of every rank, in rank order (``[obj]`` in a single process)."""
+    if world == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def merge_stats(parts: list[FeatureStats], order: list[str]) -> FeatureStats:
+    """The counters of all ranks in one (bad videos in the order of ``order``)."""
+    rank_of = {p: i for i, p in enumerate(order)}
+    bad = sorted((p for s in parts for p in s.bad_videos), key=lambda p: rank_of.get(p, len(order)))
+    return FeatureStats(sum(s.hits for s in parts), sum(s.misses for s in parts), sum(s.zeroed for s in parts),
+                        sum(s.no_video for s in parts), bad)
+
+
 def extract_features(data_path: str | Path, out_dir: str | Path, cfg, encoder=None, videos_per_batch: int = 4,
                      show_progress: bool = True) -> FeatureStats:
     """``elmd features extract``: fill ``out_dir`` with the features of every video in
     ``data_path`` (``cfg`` = VisionConfig). Entries already present are reused (the encoder is
     not even loaded when all are), so an interrupted run resumes; ``meta.json`` records the
-    encoder fingerprint, settings and counts."""
+    encoder fingerprint, settings and counts.
+
+    Under ``torchrun`` (a joined process group) rank r of N encodes videos r, r + N, r + 2N, ...
+    of the file's distinct videos into the same folder (one file per entry, written atomically, so
+    ranks never write the same file); rank 0 writes ``meta.json`` once every rank is done. Every
+    rank returns the counters summed over ranks."""
     from tqdm import tqdm
 
     from elmd.io import atomic_write_json
     from elmd.models.visual_encoder import LazyVisualEncoder
 
     check_vision_config(cfg)
+    rank, world = _rank_world()
     paths = collect_video_paths(data_path)
     if not paths:
         from elmd.errors import DataError
 
         raise DataError(data_path, "no turn has a 'video' path", "add video paths, or train without video (vision.use_video=false)")
+    mine = paths[rank::world]
     encoder = encoder if encoder is not None else LazyVisualEncoder(cfg)
     cache, stats = FeatureCache(out_dir), FeatureStats()
     meta = {"encoder_fingerprint": encoder.fingerprint(), "encoder_path": cfg.path or "tiny (random, seeded)",
             "settings": asdict(FrameSettings.from_config(cfg)), "data": str(data_path)}
-    atomic_write_json(cache.root / "meta.json", {**meta, "complete": False})
-    with tqdm(total=len(paths), desc="video features", unit="video", disable=not show_progress) as bar:
-        feats = video_features(paths, encoder, cache, cfg, stats, videos_per_batch, progress=bar)
+    if rank == 0:
+        atomic_write_json(cache.root / "meta.json", {**meta, "complete": False})
+    _barrier(world)
+    with tqdm(total=len(mine), desc="video features", unit="video", disable=not show_progress or rank > 0) as bar:
+        feats = video_features(mine, encoder, cache, cfg, stats, videos_per_batch, progress=bar) if mine else None
     loaded = getattr(encoder, "_encoder", encoder)
-    if loaded is not None and hasattr(loaded, "describe"):
-        meta["encoder"] = loaded.describe()
-    atomic_write_json(cache.root / "meta.json", {**meta, "feature_shape": list(feats.shape[1:]), "complete": True,
-                                                "videos": len(paths), **stats.as_dict()})
+    described = loaded.describe() if loaded is not None and hasattr(loaded, "describe") else None
+    shape = list(feats.shape[1:]) if feats is not None else None
+    parts = _gather((stats, shape, described), world)
+    stats = merge_stats([p[0] for p in parts], paths)
+    described = next((p[2] for p in parts if p[2] is not None), None)
+    if described is not None:
+        meta["encoder"] = described
+    if rank == 0:
+        atomic_write_json(cache.root / "meta.json", {**meta, "feature_shape": next(p[1] for p in parts if p[1]),
+                                                    "complete": True, "videos": len(paths), **stats.as_dict()})
+    _barrier(world)
     return stats
 
 
