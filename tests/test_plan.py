@@ -21,7 +21,7 @@ from elmd.models.prompt import collate, encode_sample
 from elmd.plan import Hardware, Memory, make_plan, parse_size
 from elmd.plan.accounting import SavedBytes
 from elmd.plan.estimate import advise
-from elmd.plan.lengths import Lengths, layout
+from elmd.plan.lengths import Lengths, layout, lengths_from_data, lengths_from_limits
 from elmd.plan.meta_model import build_meta_model
 from elmd.plan.step import MicroBatch, measure_memory
 from elmd.training.loop import TargetTokenLoss
@@ -134,6 +134,22 @@ def test_layout_follows_the_training_loop_batches():
     assert lay.tokens_per_step == sum(lengths.total) / 2
     assert lay.padded_tokens_per_step >= lay.tokens_per_step
     assert layout(lengths, 4, 1, 2, 0).micro_per_step == 2
+
+
+def test_lengths_from_data_are_the_training_encoding(tiny_tokenizer, llm_dialogues_jsonl):
+    cfg = load_config("tiny", ["prompt.use_demonstration=false"])
+    labels = label_set_from_config(cfg.data.labels, cfg.data.label_names)
+    n_video = num_video_tokens(cfg.vision.num_frames, cfg.vision.num_query_tokens)
+    samples = read_samples(llm_dialogues_jsonl)
+    lengths = lengths_from_data(cfg, "eerg", llm_dialogues_jsonl, tiny_tokenizer, "tiny")
+    encoded = [encode_sample(s, "", tiny_tokenizer, labels, "eerg", n_video, cfg.prompt) for s in samples]
+    assert lengths.total == [len(e["input_ids"]) for e in encoded]
+    assert lengths.target == [sum(1 for t in e["labels"] if t != -100) for e in encoded]
+    assert lengths.video == [s.video is not None for s in samples] and any(lengths.video) and not all(lengths.video)
+    demo = lengths_from_data(load_config("tiny"), "eerg", llm_dialogues_jsonl, tiny_tokenizer, "tiny")
+    assert all(d > p for d, p in zip(demo.prompt, lengths.prompt))  # the stand-in demonstration R is in the prompt
+    limits = lengths_from_limits(load_config("chatglm2-6b"), "eerg")
+    assert set(limits.total) == {1024 + 128} and len(limits.total) == 16 and not limits.from_data
 
 
 def test_advise_names_the_knob():

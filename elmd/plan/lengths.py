@@ -49,6 +49,8 @@ class Lengths:
     target: list[int]
     video: list[bool] = field(default_factory=list)
     """Per sample: it has m + Q video positions."""
+    from_data: bool = True
+    """False: one batch of all-maximal samples (no epoch to speak of)."""
 
     @property
     def total(self) -> list[int]:
@@ -124,7 +126,7 @@ def lengths_from_limits(cfg, stage: str, tokenizer=None) -> Lengths:
     target = cfg.prompt.max_target_length if stage == "eerg" else word
     n = cfg.train.batch_size
     return Lengths(f"config limits: prompt {cfg.prompt.max_source_length}, target {target} tokens, every sample",
-                   [cfg.prompt.max_source_length] * n, [target] * n, [video_tokens(cfg) > 0] * n)
+                   [cfg.prompt.max_source_length] * n, [target] * n, [video_tokens(cfg) > 0] * n, from_data=False)
 
 
 def layout(lengths: Lengths, batch_size: int, gpus: int, grad_accum: int, seed: int = 0) -> Layout:

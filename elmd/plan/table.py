@@ -33,9 +33,10 @@ def _rows(plan: Plan) -> list[tuple[str, list[str]]]:
     add("tokens per step (real / padded)", lambda s: f"{s.layout.tokens_per_step:,.0f} / {s.layout.padded_tokens_per_step:,.0f}")
     add("TFLOP per GPU per step", lambda s: f"{s.flops / 1e12:.1f} (ckpt {s.flops_ckpt / 1e12:.1f})")
     add("step time (ckpt)", lambda s: f"{hw.seconds(s.flops):.2f} s ({hw.seconds(s.flops_ckpt):.2f} s)")
-    add("optimizer steps per epoch", lambda s: f"{s.layout.steps:,}")
-    add("epoch time (ckpt)", lambda s: f"{_hours(hw.seconds(s.flops) * s.layout.steps)} "
-                                       f"({_hours(hw.seconds(s.flops_ckpt) * s.layout.steps)})")
+    if all(s.lengths.from_data for s in plan.stages):
+        add("optimizer steps per epoch", lambda s: f"{s.layout.steps:,}")
+        add("epoch time (ckpt)", lambda s: f"{_hours(hw.seconds(s.flops) * s.layout.steps)} "
+                                           f"({_hours(hw.seconds(s.flops_ckpt) * s.layout.steps)})")
     return rows
 
 
