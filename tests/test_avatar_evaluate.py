@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +48,35 @@ def test_refuses_an_existing_folder_and_a_missing_rep_run(evaluation, tmp_path):
     with pytest.raises(ElmdError, match="not a finished stage-rep run"):
         evaluate_avatars(tmp_path / "ev", rep_run=tmp_path)
     assert not (tmp_path / "ev").exists()
+
+
+def test_closed_loop_scores_videos_as_the_rep_run_validates(train_cfg, train_folder, tmp_path):
+    """The closed-loop check scores a video exactly as the rep run's validation scores it: fed the
+    run's own valid clips (warm = happy, cold = sad), it must reproduce the run's valid accuracy
+    and predictions (the tiny fixture run need not tell them apart; agreement is what is tested)."""
+    from elmd.heads.avatar.evaluate import closed_loop_emotion
+    from elmd.training.run import train
+
+    meta = train(train_cfg(), "rep", show_progress=False)
+    videos = [(train_folder / "warm.mp4", "happy"), (train_folder / "cold.mp4", "sad")] * 2
+    cl = closed_loop_emotion(meta["out"], videos, tmp_path / "cl")
+    valid = meta["final"]
+    assert cl["accuracy"] == pytest.approx(valid["valid_accuracy"])  # valid = 2 warm/happy + 2 cold/sad samples
+    assert cl["predicted"].count("happy") == valid["valid_predicted"]["happy"]
+    assert cl["chance"] == pytest.approx(1 / 7) and set(cl["per_emotion"]) == {"happy", "sad"}
+
+
+REP_RUN = Path(os.environ.get("ELMD_REP_RUN", Path(__file__).resolve().parent.parent / "runs" / "sample" / "rep"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REP_RUN / "trainable.safetensors").is_file(), reason="needs a rep run (bash scripts/quickstart.sh)")
+def test_closed_loop_emotion_of_the_sample_rep_run_beats_chance(tmp_path):
+    """The quickstart's REP (trained on the sample's face videos) recognises the avatars' emotions."""
+    from elmd.heads.avatar.evaluate import EVAL_PROFILES, closed_loop_emotion
+    from elmd.heads.avatar.render import EMOTIONS, render_avatar
+
+    videos = [(render_avatar("今天终于考完试了。", e, tmp_path / f"{e}{i}", AvatarConfig(size=128), p).video, e)
+              for i, p in enumerate(EVAL_PROFILES) for e in EMOTIONS]
+    cl = closed_loop_emotion(REP_RUN, videos, tmp_path / "cl")
+    assert cl["accuracy"] > 2 * cl["chance"], cl

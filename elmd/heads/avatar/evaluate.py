@@ -156,7 +156,7 @@ def closed_loop_emotion(rep_run: str | Path, videos: list[tuple[Path, str]], wor
     from elmd.inference.reply import Request
     from elmd.models.prompt import label_word_ids
 
-    pipe = load(rep_run, "cpu", overrides=[f"vision.feature_cache={Path(work) / 'features'}"])
+    pipe = load(rep_run, "cpu", overrides=["vision.feature_cache="])  # encode on the fly: the run's cache stays as it is
     if not pipe.cfg.vision.use_video:
         raise ElmdError(f"{rep_run}: trained without video (vision.use_video=false) — pass the run with video")
     requests = [Request(utterance, video=str(Path(v).resolve()), sample_id=f"avatar{i}", dialogue_id=f"avatar{i}")
