@@ -34,6 +34,7 @@ setup(
         "nltk>=3.8",
         "matplotlib",
         "diffusers>=0.30",  # sticker head's SD backends (+65 MB with its deps)
+        "espeakng-loader>=0.2.4",  # avatar head's offline Mandarin TTS: bundled libespeak-ng + cmn data (10 MB)
     ],
     extras_require={
         "gpu": ["faiss-gpu-cu12"],
