@@ -13,8 +13,8 @@ keys / values (read from the cache before the layer runs). Inside the checkpoint
 ``DynamicLayer.update`` does (``torch.cat`` on the sequence axis) but stores nothing, so the replay
 in backward computes the same thing and gradients flow to the prefix encoder through the
 checkpoint's inputs. The attention mask is still built by ``GlmModel`` from the real cache (its
-length P), so masks and positions are unchanged. Without gradients (evaluation, ``generate``)
-the layers run as before, cache updates included.
+length P), so masks and positions are unchanged. Without gradients (evaluation, ``generate``,
+or no input that requires grad) the layers run as before, cache updates included.
 
 Memory: per layer only its input [B, T, hidden] (+ the prefix, P x 2 x kv_heads x head_dim) is
 kept for backward instead of every intermediate; backward recomputes one layer at a time (one
@@ -61,11 +61,12 @@ def _prefix_of(cache, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor] | Non
 def _checkpointed_forward(layer: nn.Module, hidden_states: torch.Tensor, *args, **kwargs):
     """``layer.forward`` under a non-reentrant checkpoint, with the prefix passed explicitly."""
     plain = partial(type(layer).forward, layer)
-    if not torch.is_grad_enabled():
-        return plain(hidden_states, *args, **kwargs)
-    cache = kwargs.pop("cache", kwargs.pop("past_key_values", None))
-    kwargs["use_cache"] = False
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))
     prefix = _prefix_of(cache, layer.self_attn.layer_idx)
+    if not torch.is_grad_enabled() or not (hidden_states.requires_grad or (prefix and prefix[0].requires_grad)):
+        return plain(hidden_states, *args, **kwargs)  # no backward through this layer: nothing to save
+    kwargs.pop("cache", None), kwargs.pop("past_key_values", None)
+    kwargs["use_cache"] = False
     if prefix is None:
         return checkpoint(lambda h: plain(h, *args, cache=None, **kwargs), hidden_states, use_reentrant=False)
 

@@ -58,9 +58,9 @@ class Memory:
     gradients: int
     optimizer: int
     activations: int
-    """Saved for backward, without checkpointing."""
+    """Alive when backward starts, without checkpointing: saved for backward + the logits."""
     activations_ckpt: int
-    """Held for backward with checkpointing (each layer's input + what is outside the layers)."""
+    """The same with checkpointing (each layer's input, what is outside the layers, the logits)."""
     step_peak: int
     """Peak of forward + backward without checkpointing (includes the gradients)."""
     step_peak_ckpt: int
@@ -126,7 +126,7 @@ def _memory(meta, mb: MicroBatch, video_shape) -> Memory:
     ckpt = measure_memory(meta.model, mb, video_shape, checkpointing=True)
     return Memory(weights=meta.param_bytes(meta.model), gradients=plain.grad_bytes,
                   optimizer=meta.params(meta.model, trainable=True) * ADAM_BYTES,
-                  activations=plain.saved_bytes, activations_ckpt=ckpt.forward_bytes,
+                  activations=plain.forward_bytes, activations_ckpt=ckpt.forward_bytes,
                   step_peak=plain.peak_bytes, step_peak_ckpt=ckpt.peak_bytes)
 
 

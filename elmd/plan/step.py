@@ -121,7 +121,8 @@ def measure_memory(model, mb: MicroBatch, video_shape: tuple[int, int, int], che
         saved_total = saved.total
         saved.release()
         live.mark("forward")
-        loss.backward()
+        if loss.requires_grad:  # stage rep on rows without video trains nothing (as the loop, no backward)
+            loss.backward()
         del logits, loss
     grads = sum(p.grad.numel() * p.grad.element_size() for p in trainable if p.grad is not None)
     _prepare(model)
@@ -134,6 +135,7 @@ def count_flops(model, mb: MicroBatch, video_shape: tuple[int, int, int], checkp
     _prepare(model)
     with _Checkpointing(model.llm, checkpointing), FlopCounterMode(display=False) as flops:
         _, loss = _forward_loss(model, mb, video_shape)
-        loss.backward()
+        if loss.requires_grad:
+            loss.backward()
     _prepare(model)
     return int(flops.get_total_flops())
