@@ -110,3 +110,38 @@ def test_build_backend_needs_its_parts(library, diffusion):
     with pytest.raises(ConfigError, match="sticker.sd_path"):
         build_backend(mods, library)
     assert isinstance(build_backend(mods, library, diffusion), RagBackend)
+
+
+def test_head_fills_extras_and_does_not_repeat_in_a_dialogue(library, tmp_path):
+    from elmd.heads.sticker.head import StickerHead
+    from elmd.inference.reply import Reply, Request
+
+    head = StickerHead(RetrieveBackend(library, aligned_modules()), CFG.num_img_tokens)
+    i = library.ids.index("dog-surprise-down")
+    h = hidden_for(library.vectors[[i, i]])
+    replies = [Reply("surprise", "惊讶", "真的吗？", hidden=h[0]), Reply("happy", "高兴", "好呀", hidden=None)]
+    requests = [Request("我中奖了", dialogue_id="d1", sample_id="d1#0"), Request("走吧", dialogue_id="d2")]
+    head.apply(replies, requests, tmp_path)
+    assert replies[0].extras["sticker"]["id"] == "dog-surprise-down" and "sticker" not in replies[1].extras
+    assert set(replies[0].extras["sticker"]) == {"path", "backend", "id", "emotion", "score", "candidates"}
+    again = [Reply("surprise", "惊讶", "哇", hidden=h[1])]
+    head.apply(again, [Request("还有呢", dialogue_id="d1")], tmp_path)
+    assert again[0].extras["sticker"]["id"] != "dog-surprise-down" and again[0].extras["sticker"]["emotion"] == "surprise"
+    other = [Reply("surprise", "惊讶", "哇", hidden=h[1])]
+    head.apply(other, [Request("还有呢", dialogue_id="d3")], tmp_path)
+    assert other[0].extras["sticker"]["id"] == "dog-surprise-down"  # another dialogue: shown again
+
+
+def test_build_head_from_config(library, tmp_path):
+    from elmd.config import load_config
+    from elmd.heads.sticker.head import StickerHead, build_head
+
+    aligned_modules().save(tmp_path / "mods")
+    cfg = load_config("tiny", [f"sticker.modules={tmp_path / 'mods'}", f"sticker.library={library.folder}",
+                               "vision.image_size=48", "vision.num_query_tokens=4", "vision.path="])
+    head = build_head(None, cfg)
+    assert isinstance(head, StickerHead) and isinstance(head.backend, RetrieveBackend) and head.r == CFG.num_img_tokens
+    bad = load_config("tiny", [f"sticker.modules={tmp_path / 'mods'}", f"sticker.library={library.folder}",
+                               "vision.image_size=64", "vision.num_query_tokens=4", "vision.path="])
+    with pytest.raises(Exception, match="built by image encoder"):
+        build_head(None, bad)

@@ -68,7 +68,7 @@ class RetrieveBackend:
             shown = None
         return self.library.search(q, list(emotions), self.cfg.top_k, shown, self.cfg.emotion_mode, keys=self.keys)
 
-    def __call__(self, img_hidden, emotions, shown=None, media_dir=None, names=None) -> list[StickerResult | None]:
+    def __call__(self, img_hidden, emotions, shown=None, media_dir=None, names=None, seeds=None) -> list[StickerResult | None]:
         out = []
         for hits in self.hits(img_hidden, emotions, shown):
             out.append(StickerResult(hits[0].image, self.name, hits[0].id, hits[0].emotion, hits[0].score,

@@ -24,7 +24,10 @@ class StickerConfig:
     """How a reply gets its sticker: retrieve (top-k from the library), generate (Stable Diffusion
     text-to-image from the feature mapper's prompt embeddings) or rag (img2img on the retrieved sticker)."""
     library: str = ""
-    """Folder written by `elmd sticker build-library` (index.faiss, table.jsonl, meta.json, images/)."""
+    """Folder written by `elmd sticker build-library` (index.faiss, table.jsonl, meta.json)."""
+    modules: str = ""
+    """Folder of the trained sticker modules (retrieval projection + feature mapper) that stage `sticker`
+    saves; empty = `<train.out>/sticker`."""
     num_img_tokens: int = 32
     """r: the ``[IMG1..r]`` tokens the LLM emits after its text (PEGS: 32)."""
     num_ret_tokens: int = 8

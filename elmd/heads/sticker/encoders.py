@@ -82,9 +82,8 @@ class OpenClipImageEncoder:
         model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=str(path), device=device)
         self.model, self.preprocess, self.device = model.eval().requires_grad_(False), preprocess, device
         self.label = f"open_clip:{arch}:{path}"
-        self.image_size = int(getattr(model.visual, "image_size", (224, 224))[0]
-                              if isinstance(getattr(model.visual, "image_size", 224), (tuple, list))
-                              else getattr(model.visual, "image_size", 224))
+        size = getattr(model.visual, "image_size", 224)
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         st = path.stat()
         self._fingerprint = "open_clip-" + hashlib.sha256(json.dumps([arch, path.name, st.st_size, st.st_mtime_ns]).encode()).hexdigest()[:16]
         with torch.no_grad():
