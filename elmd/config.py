@@ -27,6 +27,7 @@ import yaml
 from elmd.data.config import DataConfig
 from elmd.errors import ConfigError
 from elmd.evaluation.config import GenerateConfig
+from elmd.heads.avatar.config import AvatarConfig
 from elmd.io import atomic_write_text
 from elmd.models.config import LLMConfig, PromptConfig, VisionConfig, VisionPretrainConfig
 from elmd.training.config import TrainConfig
@@ -55,6 +56,8 @@ class ELMDConfig:
     """Stage rep / eerg training."""
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     """Decoding."""
+    avatar: AvatarConfig = field(default_factory=AvatarConfig)
+    """Avatar head (EmpathyEar-style): speech and talking-face backends, video size, default profile."""
 
 
 def available_presets() -> list[str]:
