@@ -16,12 +16,14 @@ def build_library_from_config(images: str | Path, meta: str | Path, out: str | P
     from elmd.data.labels import label_set_from_config
     from elmd.heads.sticker.encoders import build_image_encoder
     from elmd.heads.sticker.index import build_library
+    from elmd.heads.sticker.library import read_stickers, resolve_images
 
     if Path(out).exists() and not overwrite:  # refuse before loading any encoder
         raise ElmdError(f"{out} already exists — pass --overwrite to replace it, or choose another --out")
     cfg.sticker.validate()
-    encoder = build_image_encoder(cfg.sticker, cfg.vision)
     labels = label_set_from_config(cfg.data.labels, cfg.data.label_names)
+    resolve_images(read_stickers(meta, labels), images, meta)  # bad rows fail before any encoder loads
+    encoder = build_image_encoder(cfg.sticker, cfg.vision)
     return build_library(images, meta, out, encoder, overwrite=overwrite, labels=labels, batch_size=batch_size)
 
 
