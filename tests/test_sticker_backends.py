@@ -124,6 +124,9 @@ def test_head_fills_extras_and_does_not_repeat_in_a_dialogue(library, tmp_path):
     head.apply(replies, requests, tmp_path)
     assert replies[0].extras["sticker"]["id"] == "dog-surprise-down" and "sticker" not in replies[1].extras
     assert set(replies[0].extras["sticker"]) == {"path", "backend", "id", "emotion", "score", "candidates"}
+    copied = Path(replies[0].extras["sticker"]["path"])
+    assert copied.parent == tmp_path and copied.name == "d1_0-0.png"
+    assert copied.read_bytes() == Path(replies[0].extras["sticker"]["candidates"][0]["image"]).read_bytes()
     again = [Reply("surprise", "惊讶", "哇", hidden=h[1])]
     head.apply(again, [Request("还有呢", dialogue_id="d1")], tmp_path)
     assert again[0].extras["sticker"]["id"] != "dog-surprise-down" and again[0].extras["sticker"]["emotion"] == "surprise"

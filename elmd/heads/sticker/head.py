@@ -5,7 +5,8 @@ pipeline hands the last-layer hidden states at those r positions as ``[r, hidden
 ``img_hidden_of(reply)`` (default: :func:`img_hidden_from_reply`, which reads ``reply.hidden`` when
 it holds exactly r rows); a reply without them gets no sticker. The head batches the replies that
 have them, asks the configured backend (:mod:`elmd.heads.sticker.backends`) and writes
-``{"path", "backend", "id", "emotion", "score", "candidates"}``. Stickers it has shown in a
+``{"path", "backend", "id", "emotion", "score", "candidates"}``; ``path`` is always a file under
+``media_dir`` (a retrieved sticker is copied there, its library path stays in ``candidates``). Stickers it has shown in a
 dialogue (``request.dialogue_id``) are not shown again in that dialogue (``sticker.exclude_shown``).
 """
 
@@ -33,13 +34,21 @@ def _name(request, k: int) -> str:
     return re.sub(r"[^0-9A-Za-z_.-]+", "_", base) + f"-{k}"
 
 
+def _copy_beside(src: str, media_dir: Path, name: str) -> str:
+    """Copy a library sticker into ``media_dir`` as ``<name><ext>`` (atomically); the copy's path."""
+    from elmd.io import atomic_write_bytes
+
+    return str(atomic_write_bytes(media_dir / f"{name}{Path(src).suffix.lower() or '.png'}", Path(src).read_bytes()))
+
+
 class StickerHead:
     """Adds a sticker to each reply that carries ``[IMG]`` hidden states."""
 
     name = "sticker"
 
-    def __init__(self, backend, num_img_tokens: int, img_hidden_of: Callable | None = None, seed: int = 0):
-        self.backend, self.r, self.seed = backend, num_img_tokens, seed
+    def __init__(self, backend, num_img_tokens: int, img_hidden_of: Callable | None = None, seed: int = 0,
+                 copy_retrieved: bool = True):
+        self.backend, self.r, self.seed, self.copy_retrieved = backend, num_img_tokens, seed, copy_retrieved
         self.img_hidden_of = img_hidden_of or (lambda reply: img_hidden_from_reply(reply, num_img_tokens))
         self.shown: dict[str, list[str]] = defaultdict(list)
         self._count = 0
@@ -59,6 +68,8 @@ class StickerHead:
         for i, res in zip(idx, self.backend(hidden, emotions, shown=shown, media_dir=media_dir, names=names, seeds=seeds)):
             if res is None:
                 continue
+            if self.copy_retrieved and res.backend == "retrieve":
+                res.path = _copy_beside(res.path, Path(media_dir), names[idx.index(i)])
             replies[i].extras[self.name] = res.to_dict()
             if res.id and requests[i].dialogue_id:
                 self.shown[requests[i].dialogue_id].append(res.id)
