@@ -10,6 +10,10 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.2f} s"
 
 
+def _flops(n: float) -> str:
+    return f"{n / 1e12:.1f} TFLOP" if n >= 1e11 else f"{n / 1e9:.2f} GFLOP"
+
+
 def _rows(plan: Plan) -> list[tuple[str, list[str]]]:
     hw = plan.hardware
     rows: list[tuple[str, list[str]]] = []
@@ -31,7 +35,7 @@ def _rows(plan: Plan) -> list[tuple[str, list[str]]]:
     add("fits (as configured)", lambda s: ("yes" if s.fits else "NO") + (" (ckpt on)" if s.checkpointing else " (ckpt off)"))
     add("ZeRO-2 would save", lambda s: fmt_bytes(s.zero2_saving))
     add("tokens per step (real / padded)", lambda s: f"{s.layout.tokens_per_step:,.0f} / {s.layout.padded_tokens_per_step:,.0f}")
-    add("TFLOP per GPU per step", lambda s: f"{s.flops / 1e12:.1f} (ckpt {s.flops_ckpt / 1e12:.1f})")
+    add("FLOPs per GPU per step (ckpt)", lambda s: f"{_flops(s.flops)} ({_flops(s.flops_ckpt)})")
     add("step time (ckpt)", lambda s: f"{hw.seconds(s.flops):.2f} s ({hw.seconds(s.flops_ckpt):.2f} s)")
     if all(s.lengths.from_data for s in plan.stages):
         add("optimizer steps per epoch", lambda s: f"{s.layout.steps:,}")
@@ -60,7 +64,7 @@ def render(plan: Plan) -> str:
              f"x {1 + hw.fragmentation:.2f} for the allocator + {hw.overhead_gib:g} GiB CUDA context;",
              "memory at the longest sample in every row, time at the epoch's mean padded width; the frozen ViT + "
              "Q-Former is not on the GPU in training (cached features): "
-             f"{fmt_bytes((p.vit + p.qformer) * 4)} fp32, {plan.extract_flops_per_video / 1e9:,.0f} GFLOP per video "
+             f"{fmt_bytes((p.vit + p.qformer) * 4)} fp32, {_flops(plan.extract_flops_per_video)} per video "
              "in `elmd features extract`.",
              f"planned in {plan.seconds:.1f} s on the meta device."]
     for s in plan.stages:
