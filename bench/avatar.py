@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     from elmd.heads.avatar.config import AvatarConfig
-    from elmd.heads.avatar.face import CartoonFace, Reference, avatar_identity, mouth_track
+    from elmd.heads.avatar.face import CartoonFace, avatar_identity, mouth_track
     from elmd.heads.avatar.meta import Profile
     from elmd.heads.avatar.render import EMOTIONS, render_avatar
     from elmd.heads.avatar.speech import EspeakBackend, read_wav
@@ -64,7 +64,7 @@ def main(argv=None) -> None:
                 t_all.append(time.perf_counter() - t)
                 dur = out.duration
             rows.append((emotion, dur, statistics.median(t_speech), statistics.median(t_frames), statistics.median(t_all)))
-    print(f"| emotion | reply (s) | speech (s wall) | frames (s wall) | end to end (s wall) | media s / wall s |")
+    print("| emotion | reply (s) | speech (s wall) | frames (s wall) | end to end (s wall) | media s / wall s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for emotion, dur, ts, tf, ta in rows:
         print(f"| {emotion} | {dur:.2f} | {ts:.3f} | {tf:.3f} | {ta:.3f} | {dur / ta:.1f}x |")

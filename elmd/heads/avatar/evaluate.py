@@ -15,7 +15,6 @@ measured from the written MP4 (decoded back, not taken from what the renderer me
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
