@@ -177,13 +177,8 @@ def test_parse_size():
         parse_size("forty")
 
 
-@pytest.fixture(scope="module")
-def full_plan():
-    return make_plan(load_config("chatglm2-6b"), Hardware(gpus=4, gpu_mem=40 * 2**30), config_name="chatglm2-6b")
-
-
-def test_full_size_parameter_counts(full_plan):
-    p = full_plan.params
+def test_full_size_parameter_counts():
+    p = make_plan(load_config("chatglm2-6b"), Hardware(), stages=()).params  # the meta model only, no step
     assert p.llm == 6_243_584_000  # ChatGLM2-6B (THUDM/chatglm2-6b: 6.24B)
     # BLIP-2's EVA ViT-g/14 without its last layer: 39 x 1408, 16 x 16 patches of 14 px + class token.
     h, f, n = 1408, 6144, 257
@@ -196,7 +191,9 @@ def test_full_size_parameter_counts(full_plan):
     assert p.prefix == 128 * 28 * 2 * 2 * 128  # P x layers x (k, v) x KV groups x head dim
 
 
-def test_full_size_plan_fits_the_papers_setup(full_plan):
+@pytest.mark.slow  # ~10-30 s: four full-size meta-device steps per stage
+def test_full_size_plan_fits_the_papers_setup():
+    full_plan = make_plan(load_config("chatglm2-6b"), Hardware(gpus=4, gpu_mem=40 * 2**30), config_name="chatglm2-6b")
     rep, eerg = full_plan.stages
     assert full_plan.fits and (rep.stage, eerg.stage) == ("rep", "eerg")
     assert eerg.layout.worst.rows == 4 and eerg.layout.worst.width == 1024 + 128  # batch 16 over 4 GPUs
@@ -207,7 +204,7 @@ def test_full_size_plan_fits_the_papers_setup(full_plan):
     assert full_plan.seconds < 60
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ~10-20 s: one full-size stage
 def test_cli_exits_3_naming_the_knob():
     from click.testing import CliRunner
 
