@@ -1,14 +1,16 @@
-"""Throughput of `elmd generate` against the bare model's ``generate`` on the same prompts (issue 6).
+"""Throughput of `elmd generate` and ``Pipeline.respond_batch`` against the bare model (issues 6, 10).
 
 * harness: :func:`elmd.evaluation.generate.generate_file` on the split — demonstration retrieval,
   prompt encoding, left-padded batching, feature-cache reads, decoding, emotion parsing, JSONL
-  append + fsync per batch, meta.json — with the model already loaded (loading is not timed);
-* bare: ``model.generate(**batch, **same decoding kwargs)`` over the same batches, collated and
-  with their video features before the clock starts.
+  append (fsynced at most once a second), meta.json — with the pipeline already loaded;
+* pipeline: :meth:`elmd.inference.Pipeline.respond_batch` over the same requests (no file);
+* bare: the same decoder (:func:`elmd.inference.decoding.decode`) and per-request generators on
+  batches collated with their video features before the clock starts (the model alone);
+* HF: transformers' ``generate`` (``ELMDModel.generate``) on those batches, for reference.
 
-Both decode with the same seeds (so the same tokens); tokens/s = generated tokens (up to and
-including eos) / seconds. Target: harness >= 0.9x bare, at batch 1 and 16. Medians of ``--repeats``
-interleaved runs.
+harness, pipeline and bare decode with the same seeds (so the same tokens); tokens/s = generated
+tokens (up to and including eos) / seconds. Target: harness and pipeline >= 0.95x bare, at batch
+1 and 16. Medians of ``--repeats`` interleaved runs.
 
     python bench/generate.py                      # self-contained tiny run built in a temp folder
     python bench/generate.py --checkpoint runs/sample/eerg --data runs/sample/data/test.jsonl
@@ -25,8 +27,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 _BENCH = str(Path(__file__).resolve().parent)
 sys.path[:] = [p for p in sys.path if p != _BENCH]  # bench/retrieval.py would shadow the retrieval package
@@ -78,57 +78,71 @@ def tiny_run(root: Path, n_test: int) -> tuple[Path, Path]:
     return Path(train(cfg, "eerg", show_progress=False)["out"]), root / "test.jsonl"
 
 
-def bare_batches(gen, samples, demos, bs):
-    """The harness's batches, collated with features, plus their sample ids (built before timing)."""
+def bare_batches(pipe, samples, bs):
+    """The harness's batches, collated with features, plus their requests (built before timing)."""
+    from elmd.inference.pipeline import request_of, request_seed
+
+    seed = pipe.cfg.generate.seed
+    requests = [request_of(s, request_seed(seed, s.sample_id)) for s in samples]
+    demos = pipe.demonstrations(requests)
     out = []
     for i in range(0, len(samples), bs):
-        part = samples[i:i + bs]
-        enc = [gen.encode(s, d) for s, d in zip(part, demos[i:i + bs])]
-        ids = [s.sample_id for s in part]
-        out.append((gen.batch(enc, [s.video for s in part], ids), ids))
-    return out
+        part = requests[i:i + bs]
+        enc = [pipe.encode(r, d) for r, d in zip(part, demos[i:i + bs])]
+        out.append((pipe.batch(enc, part), part))
+    return out, requests, demos
 
 
-def run_bare(gen, batches) -> int:
-    from elmd.evaluation.generate import batch_seed
+def run_bare(pipe, batches) -> int:
+    """The model alone: the same decoder and seeds on ready batches (no retrieval, prompts, features, rows)."""
+    from elmd.inference.decoding import decode, generators_for
 
-    tokens, eos = 0, gen.tokenizer.eos_id
-    kwargs = gen.decoding_kwargs()
-    for batch, ids in batches:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(batch_seed(gen.cfg.generate.seed, ids))
-            new = gen.model.generate(**batch, **kwargs)
-        tokens += sum(r.index(eos) + 1 if eos in r else len(r) for r in new.tolist())
+    tokens, settings = 0, pipe.settings()
+    for batch, part in batches:
+        gens = None if settings.greedy else generators_for([r.seed for r in part], pipe.device)
+        tokens += sum(decode(pipe.model, batch, settings, gens).lengths)
     return tokens
+
+
+def run_hf(pipe, batches) -> int:
+    """transformers' ``generate`` on the same batches (for reference: another sampler, other tokens)."""
+    g, tok, tokens = pipe.cfg.generate, pipe.tokenizer, 0
+    kw = {"max_new_tokens": g.max_new_tokens, "eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id}
+    kw |= {"do_sample": False} if g.greedy else {"do_sample": True, "top_p": g.top_p, "temperature": g.temperature, "top_k": 0}
+    for batch, _ in batches:
+        new = pipe.model.generate(**batch, **kw).tolist()
+        tokens += sum(r.index(tok.eos_id) + 1 if tok.eos_id in r else len(r) for r in new)
+    return tokens
+
+
+def run_pipeline(pipe, requests, demos, bs) -> int:
+    """``Pipeline.respond_batch`` over the split (what the server batches), no prediction file."""
+    return sum(r.new_tokens for i in range(0, len(requests), bs)
+               for r in pipe.respond_batch(requests[i:i + bs], demos[i:i + bs]))
 
 
 def measure(checkpoint: Path, data: Path, bs: int, repeats: int, overrides: list[str]) -> dict:
     from elmd.data.jsonl import read_samples
-    from elmd.evaluation.generate import Generator, generate_file, run_config
-    from elmd.training.data import labels_of, open_index, retrieve_demonstrations
-    from elmd.training.session import load_trained
+    from elmd.evaluation.generate import generate_file
+    from elmd.inference import load
 
-    cfg = run_config(checkpoint, overrides + [f"generate.batch_size={bs}"])
-    model, tokenizer, _ = load_trained(checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
-    index = open_index(cfg) if cfg.prompt.use_demonstration else None
-    samples = read_samples(data, labels_of(cfg), cfg.data.max_samples)
-    gen = Generator(model, tokenizer, cfg)
-    batches = bare_batches(gen, samples, retrieve_demonstrations(cfg, samples, labels_of(cfg), index), bs)
-    harness_t, bare_t, tokens = [], [], {}
+    pipe = load(checkpoint, overrides=overrides + [f"generate.batch_size={bs}"])
+    samples = read_samples(data, pipe.labels, pipe.cfg.data.max_samples)
+    batches, requests, demos = bare_batches(pipe, samples, bs)
+    times = {k: [] for k in ("harness", "pipeline", "bare", "hf")}
+    tokens = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(repeats + 1):  # the first round warms up
-            t0 = time.perf_counter()
-            meta = generate_file(cfg, checkpoint, data, Path(tmp) / f"p{r}.jsonl", progress=False,
-                                 loaded=(model, tokenizer), index=index, log=lambda m: None)
-            t1 = time.perf_counter()
-            tokens["bare"] = run_bare(gen, batches)
-            t2 = time.perf_counter()
-            tokens["harness"] = meta["new_tokens"]
-            if r:
-                harness_t.append(t1 - t0)
-                bare_t.append(t2 - t1)
-    h, b = statistics.median(harness_t), statistics.median(bare_t)
-    return {"bs": bs, "samples": len(samples), "tokens": tokens, "harness": tokens["harness"] / h, "bare": tokens["bare"] / b}
+        for r in range(repeats + 1):  # the first round warms up; the four are interleaved
+            for name, fn in (("harness", lambda: generate_file(checkpoint, data, Path(tmp) / f"p{r}.jsonl", progress=False,
+                                                               pipeline=pipe, log=lambda m: None)["new_tokens"]),
+                             ("pipeline", lambda: run_pipeline(pipe, requests, demos, bs)),
+                             ("bare", lambda: run_bare(pipe, batches)), ("hf", lambda: run_hf(pipe, batches))):
+                t0 = time.perf_counter()
+                tokens[name] = fn()
+                if r:
+                    times[name].append(time.perf_counter() - t0)
+    rate = {k: tokens[k] / statistics.median(v) for k, v in times.items()}
+    return {"bs": bs, "samples": len(samples), "tokens": tokens, **rate}
 
 
 def main() -> None:
@@ -143,15 +157,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt, data = (args.checkpoint, args.data) if args.checkpoint else tiny_run(Path(tmp), args.samples)
         if data is None:
-            from elmd.evaluation.generate import run_config
+            from elmd.runs import run_config
 
             data = Path(run_config(ckpt).data.test)
         rows = [measure(ckpt, data, int(bs), args.repeats, args.overrides) for bs in args.batch_sizes.split(",")]
-    print("| batch | samples | generated tokens (harness / bare) | `elmd generate` tokens/s | bare `generate` tokens/s | ratio (target ≥ 0.9) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| batch | samples | tokens (harness / bare) | `elmd generate` tok/s | `respond_batch` tok/s | bare decode tok/s "
+          "| HF `generate` tok/s | generate / bare (target ≥ 0.95) | respond_batch / bare |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['bs']} | {r['samples']} | {r['tokens']['harness']} / {r['tokens']['bare']} | {r['harness']:.1f} | "
-              f"{r['bare']:.1f} | {r['harness'] / r['bare']:.2f}x |")
+              f"{r['pipeline']:.1f} | {r['bare']:.1f} | {r['hf']:.1f} | {r['harness'] / r['bare']:.2f}x | "
+              f"{r['pipeline'] / r['bare']:.2f}x |")
 
 
 if __name__ == "__main__":

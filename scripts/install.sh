@@ -7,6 +7,8 @@
 #   ELMD_VENV=path      virtual environment folder (default .venv)
 #   ELMD_TORCH=spec     torch requirement to install first (default torch==2.13.0)
 #   ELMD_EXTRAS=test    extras of elmd to install (e.g. "test,gpu" on a CUDA machine)
+#   ELMD_UNPINNED=1     ignore constraints.txt (except torch): the newest versions setup.py allows, to
+#                       upgrade; then run the tests and `python scripts/pin.py` (README "Reproducible installs")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${ELMD_VENV:-.venv}"
@@ -21,7 +23,7 @@ fi
 VPY="$VENV/bin/python"
 
 stamp="$VENV/.elmd-install-stamp"
-want="$(cat setup.py constraints.txt | sha256sum | cut -c1-16) $TORCH $EXTRAS"
+want="$(cat setup.py constraints.txt | sha256sum | cut -c1-16) $TORCH $EXTRAS ${ELMD_UNPINNED:-pinned}"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VPY" -c "import elmd, retrieval, torch" 2>/dev/null; then
   echo "[install] up to date ($VENV)"
   exit 0
@@ -31,7 +33,7 @@ fi
 echo "[install] $TORCH"
 "$VPY" -m pip install -q "$TORCH"
 tmpc="$(mktemp)"; trap 'rm -f "$tmpc"' EXIT
-grep -v '^torch' constraints.txt > "$tmpc" || true
+if [ -z "${ELMD_UNPINNED:-}" ]; then grep -v '^torch==' constraints.txt > "$tmpc" || true; fi
 "$VPY" -c "import torch; print('torch==' + torch.__version__.split('+')[0])" >> "$tmpc"
 echo "[install] elmd[$EXTRAS] and dependencies (torch kept at $(tail -n1 "$tmpc"))"
 "$VPY" -m pip install -q -c "$tmpc" -e ".[$EXTRAS]"

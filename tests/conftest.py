@@ -17,6 +17,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 pytest_plugins: list[str] = ["fixtures_llm", "fixtures_video", "fixtures_retrieval", "fixtures_train", "fixtures_generate"]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: multi-minute end-to-end test (CI runs it; skip locally with -m 'not slow')")
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

@@ -15,6 +15,8 @@ import pytest
 
 from elmd.config import load_config
 
+pytestmark = pytest.mark.slow  # about 3 minutes: draws the sample, pre-trains the encoder, trains REP twice
+
 
 @pytest.fixture(scope="module")
 def sample_cfg(tmp_path_factory, repo_root):

@@ -13,16 +13,20 @@ from elmd.cli.common import friendly_errors
 @click.option("--video", default=None, type=click.Path(dir_okay=False), help="Video of your first utterance (later: a line '/video PATH').")
 @click.option("--background", default="", help="Background B of the conversation.")
 @click.option("--show-prompt", is_flag=True, help="Print each turn's full prompt (debugging).")
+@click.option("--heads", default="", metavar="NAME[,NAME]", help="Downstream heads (sticker, avatar): their media per turn.")
+@click.option("--media", default=None, type=click.Path(file_okay=False),
+              help="Folder for the heads' media [default: a new temporary folder].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a field of the run's saved config, e.g. --set generate.greedy=true (repeatable).")
 @friendly_errors
-def cli(checkpoint, video, background, show_prompt, overrides):
+def cli(checkpoint, video, background, show_prompt, heads, media, overrides):
     """Type an utterance per line; end with Ctrl-D."""
     import sys
 
     from elmd.evaluation.chat import open_chat, run_chat
 
-    session = open_chat(checkpoint, list(overrides), background)
+    session = open_chat(checkpoint, list(overrides), background, heads=[h for h in heads.split(",") if h.strip()],
+                        media_dir=media)
     click.echo(f"elmd chat — {checkpoint} (stage {session.pipeline.spec.name}); one utterance per line, Ctrl-D to quit",
                err=True)
     try:

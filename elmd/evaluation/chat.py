@@ -48,11 +48,12 @@ class ChatSession:
         return reply
 
 
-def open_chat(checkpoint, overrides=(), background: str = "", user: str = "用户", bot: str = "助手") -> ChatSession:
+def open_chat(checkpoint, overrides=(), background: str = "", user: str = "用户", bot: str = "助手",
+              heads=(), media_dir=None) -> ChatSession:
     """Load the checkpoint (and the run's index when it used demonstrations) into a ChatSession."""
     from elmd.inference import load
 
-    return ChatSession(load(checkpoint, overrides=overrides), background, user, bot)
+    return ChatSession(load(checkpoint, overrides=overrides, heads=heads, media_dir=media_dir), background, user, bot)
 
 
 def run_chat(session: ChatSession, lines, echo, video: str | None = None, show_prompt: bool = False) -> int:

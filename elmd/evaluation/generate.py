@@ -27,7 +27,7 @@ from pathlib import Path
 
 from elmd.errors import DataError, ElmdError
 
-SETTINGS = ("checkpoint", "data", "baseline", "generate")
+SETTINGS = ("checkpoint", "data", "baseline", "generate", "heads")
 """Meta fields that must match for a resume to append to an existing file."""
 
 FSYNC_EVERY_S = 1.0
@@ -99,19 +99,30 @@ def file_counts(out: Path) -> dict:
             "empty_responses": sum(1 for r in rows if not r.get("response"))}
 
 
+def media_dir(out: str | Path) -> Path:
+    """Where the heads put their files for prediction file ``out``: ``<stem>.media/`` beside it."""
+    out = Path(out)
+    return out.with_name(out.stem + ".media")
+
+
 def generate_file(checkpoint: str | Path, data: str | Path | None, out: str | Path, baseline: str = "none",
-                  overrides=(), progress: bool = True, pipeline=None, log=None) -> dict:
+                  overrides=(), progress: bool = True, pipeline=None, log=None, heads=()) -> dict:
     """Write predictions of ``checkpoint`` (or a baseline) for every sample of ``data`` to ``out``.
 
     ``overrides``: ``key=value`` on the run's config; ``data`` None = the run's ``data.test``;
     ``pipeline``: an already loaded :class:`~elmd.inference.pipeline.Pipeline` of ``checkpoint``
-    (the overrides and the baseline's switches are applied to a copy). Returns the meta."""
+    (the overrides and the baseline's switches are applied to a copy); ``heads``: downstream heads
+    whose fields join each row (their media under :func:`media_dir`). Returns the meta."""
     from elmd.data.jsonl import read_samples
     from elmd.evaluation.baselines import baseline_pipeline, mismatch_warnings
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    from dataclasses import replace
+
     pipe = baseline_pipeline(checkpoint, baseline, overrides, pipeline)
     cfg, out = pipe.cfg, Path(out)
+    if heads:
+        pipe = replace(pipe, media_dir=media_dir(out)).with_heads(list(heads))
     data = data or cfg.data.test
     samples = read_samples(data, pipe.labels, cfg.data.max_samples)
     if not samples:
@@ -119,7 +130,8 @@ def generate_file(checkpoint: str | Path, data: str | Path | None, out: str | Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     have, repaired = read_existing(out)
     settings = {"checkpoint": str(Path(checkpoint).resolve()), "data": str(Path(data).resolve()), "baseline": baseline,
-                "generate": {k: v for k, v in vars(cfg.generate).items() if k not in ("batch_size", "device")}}
+                "generate": {k: v for k, v in vars(cfg.generate).items() if k not in ("batch_size", "device")},
+                "heads": list(heads)}
     _check_resume(out, settings, have)
     todo = [s for s in samples if s.sample_id not in have]
     warnings = mismatch_warnings(pipe.meta_config(), cfg, baseline) if baseline in ("text-only", "single-frame") else []

@@ -159,7 +159,8 @@ class Pipeline:
             emotion, response = parse_output(text, self.labels) if self.spec.generates_response else \
                 (self.labels.from_word(text.strip()), "")
             hidden = out.hidden[b, :n].cpu() if out.hidden is not None else None
-            replies.append(Reply(emotion, self.labels.word(emotion) if emotion else "", response, demos[b], text, n, hidden))
+            replies.append(Reply(emotion, self.labels.word(emotion) if emotion else "", response, demos[b], text, n,
+                                 row[:n], hidden))
         return replies
 
     def _media(self) -> Path:

@@ -60,6 +60,8 @@ class Reply:
     """Everything the model generated, decoded (emotion word, newline, response)."""
     new_tokens: int = 0
     """Generated tokens, eos included."""
+    token_ids: list[int] = field(default_factory=list)
+    """The generated token ids (eos included): what ``hidden`` and a head's [IMG] positions refer to."""
     hidden: torch.Tensor | None = None
     """Last-layer hidden states of the generated tokens [N, D] (only when asked for)."""
     extras: dict[str, Any] = field(default_factory=dict)
