@@ -28,6 +28,7 @@ def test_prosody_ordering_lip_sync_and_identity(evaluation):
             assert pe[hi]["f0_mean_hz"] > pe[lo]["f0_mean_hz"] and pe[hi]["f0_range_st"] > pe[lo]["f0_range_st"]
     assert pe["sad"]["rate_syl_s"] < pe["neutral"]["rate_syl_s"]
     assert all(r.offset_ms == 0.0 for r in ev.rows)  # audio and video aligned to the frame
+    assert all(abs(r.audio_delay_ms) < 0.1 for r in ev.rows)  # muxing did not shift the speech
     assert pe["all"]["lip_corr"] > 0.8 and min(r.lip_corr for r in ev.rows) > 0.6
     assert all(r.ssim_own > r.ssim_other + 0.03 for r in ev.rows)  # each keeps its own face
 

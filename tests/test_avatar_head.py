@@ -52,3 +52,24 @@ class ProfiledTurn(Turn):
 def test_profile_rule(extras, history, expected, source):
     reply = Reply("happy", "高兴", "好", extras=extras)
     assert profile_for(reply, Request("嗯", history=history), AvatarConfig()) == (expected, source)
+
+
+def test_a_loaded_pipeline_renders_its_replies(gen_run, tmp_path):
+    """elmd.inference.load(..., heads=["avatar"]): every answered turn gets media or a one-line reason."""
+    from elmd.inference import load
+
+    pipe = load(gen_run.eerg, "cpu", overrides=["avatar.size=64"], heads=["avatar"], media_dir=tmp_path)
+    replies = pipe.respond_batch([Request("你听说了吗？", sample_id="a", dialogue_id="d"),
+                                  Request("有个消息。", sample_id="b", dialogue_id="d")])
+    rendered = 0
+    for reply in replies:
+        a = reply.extras["avatar"]
+        if "error" in a:
+            assert "no Chinese character" in a["error"] or "empty" in a["error"]
+            continue
+        rendered += 1
+        assert (tmp_path / a["video"]).is_file() and a["emotion"] in ("happy", "sad", "neutral")
+        assert a["emotion_source"] == ("reply" if reply.emotion == a["emotion"] else "default")
+    assert rendered >= 1  # the fixture's tiny model answers in Chinese characters
+    if rendered == 2:
+        assert replies[0].extras["avatar"]["reference"] != replies[1].extras["avatar"]["reference"]  # own folders

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from elmd.heads.avatar.metrics import frame_energy, lipsync, mouth_opening, prosody, ssim, yin_f0
+from elmd.heads.avatar.metrics import audio_delay_ms, frame_energy, lipsync, mouth_opening, prosody, ssim, yin_f0
 
 
 @pytest.mark.parametrize("f0", [82.0, 150.0, 237.5, 410.0])
@@ -80,3 +80,13 @@ def test_mouth_opening_grows_with_the_drawn_opening():
     m = mouth_opening(frames, face_regions(idt)["mouth"])
     assert m[0] == 0.0
     assert np.all(np.diff(m) > 0.01), m  # monotone in the opening
+
+
+def test_audio_delay_is_sample_exact():
+    sr = 16000
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=sr)
+    late = np.concatenate([np.zeros(37), ref])[:sr]
+    assert audio_delay_ms(ref, late, sr) == pytest.approx(1000 * 37 / sr)
+    assert audio_delay_ms(late, ref, sr) == pytest.approx(-1000 * 37 / sr)
+    assert audio_delay_ms(ref, ref, sr) == 0.0

@@ -57,7 +57,13 @@ def test_gender_variant_lowers_the_voice(spoken):
     assert spoken["male"][1].f0_mean_hz < 0.75 * spoken["neutral"][1].f0_mean_hz
 
 
-@pytest.mark.parametrize("text", ["", "   ", "！？。", "hello world", "OK 123"])
+def test_control_characters_are_dropped_before_speaking():
+    from elmd.heads.avatar.speech import check_reply_text
+
+    assert check_reply_text(" 你听说\x12\ufffd？好\x17 ") == "你听说？好"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "！？。", "hello world", "OK 123", "\x12\x17"])
 def test_text_without_chinese_is_refused(text, tmp_path):
     with pytest.raises(ElmdError, match="empty|no Chinese character"):
         EspeakBackend().synthesize(text, "happy", Profile(), tmp_path / "x.wav")

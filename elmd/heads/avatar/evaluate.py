@@ -5,7 +5,9 @@ measured from the written MP4 (decoded back, not taken from what the renderer me
 
 * prosody per emotion: F0 mean / range and speaking rate of the MP4's audio (:func:`.metrics.prosody`);
 * lip sync: correlation of the mouth opening measured in the frames with the audio energy per
-  frame, and the A/V offset of the best cross-correlation (:func:`.metrics.lipsync`);
+  frame, and the A/V offset of the best cross-correlation (:func:`.metrics.lipsync`, one-frame
+  resolution); the sample-exact delay of the MP4's audio against the speech the frames were drawn
+  from (:func:`.metrics.audio_delay_ms`);
 * identity: SSIM of the frames to the reference face, and to the other profile's reference face
   (the contrast: own > other means the identity is kept);
 * closed-loop emotion (:func:`closed_loop_emotion`, when a stage-``rep`` run is given): the run's
@@ -26,10 +28,10 @@ from elmd.errors import ElmdError
 from elmd.heads.avatar.config import AvatarConfig
 from elmd.heads.avatar.face import CartoonFace, Reference
 from elmd.heads.avatar.meta import Profile
-from elmd.heads.avatar.metrics import frame_energy, lipsync, mouth_opening, prosody, ssim
+from elmd.heads.avatar.metrics import audio_delay_ms, frame_energy, lipsync, mouth_opening, prosody, ssim
 from elmd.heads.avatar.mux import probe, read_audio, read_video
 from elmd.heads.avatar.render import EMOTIONS, build_face, build_speech, render_avatar
-from elmd.heads.avatar.speech import syllables
+from elmd.heads.avatar.speech import read_wav, syllables
 from elmd.io import atomic_dir, atomic_write_json, atomic_write_text
 
 EVAL_TEXTS = ("今天终于考完试了，我们出去走走吧。", "你说的这件事我还是第一次听说。", "明天早上八点在学校门口见面。")
@@ -51,6 +53,7 @@ class RenderScore:
     rate_syl_s: float
     lip_corr: float
     offset_ms: float
+    audio_delay_ms: float
     ssim_own: float
     ssim_other: float
 
@@ -66,12 +69,14 @@ def score_render(folder: Path, text: str, emotion: str, profile: Profile, key: s
     pro = prosody(audio, AUDIO_SR, syllables(text))
     sync = lipsync(mouth_opening(frames, face.mouth_box(Reference(key), profile)),
                    frame_energy(audio, AUDIO_SR, info.fps, len(frames)), info.fps)
+    spoken, sr = read_wav(folder / "speech.wav")
+    delay = audio_delay_ms(spoken, read_audio(video, sr), sr)
     ref = np.asarray(Image.open(folder / "reference.png").convert("RGB"))
     step = max(1, len(frames) // 10)
     own = float(np.mean([ssim(f, ref) for f in frames[::step]]))
     other = float(np.mean([ssim(f, other_ref) for f in frames[::step]]))
     return RenderScore(str(folder), emotion, profile.gender, profile.age, info.duration, pro.f0_mean_hz,
-                       pro.f0_range_st, pro.rate_syl_s, sync.correlation, sync.offset_ms, own, other)
+                       pro.f0_range_st, pro.rate_syl_s, sync.correlation, sync.offset_ms, delay, own, other)
 
 
 @dataclass
@@ -126,19 +131,21 @@ def summarize(rows: list[RenderScore]) -> dict[str, dict[str, float]]:
     for r in rows:
         groups[r.emotion].append(r)
     groups["all"] = list(rows)
-    keys = ("f0_mean_hz", "f0_range_st", "rate_syl_s", "lip_corr", "offset_ms", "ssim_own", "ssim_other", "duration")
+    keys = ("f0_mean_hz", "f0_range_st", "rate_syl_s", "lip_corr", "offset_ms", "audio_delay_ms", "ssim_own",
+            "ssim_other", "duration")
     return {e: {k: float(np.mean([getattr(r, k) for r in g])) for k in keys} for e, g in groups.items()}
 
 
 def format_table(ev: AvatarEvaluation) -> str:
     """Markdown table: one row per emotion (+ all), closed-loop accuracy beside when measured."""
     cl = ev.closed_loop or {}
-    head = "| emotion | F0 mean (Hz) | F0 range (st) | rate (syl/s) | lip corr | A/V offset (ms) | SSIM own / other | closed-loop acc |"
-    lines = [head, "|" + " --- |" * 8]
+    head = ("| emotion | F0 mean (Hz) | F0 range (st) | rate (syl/s) | lip corr | A/V offset (ms) | audio delay (ms) | "
+            "SSIM own / other | closed-loop acc |")
+    lines = [head, "|" + " --- |" * 9]
     for e, m in ev.per_emotion.items():
         acc = cl.get("per_emotion", {}).get(e, cl.get("accuracy") if e == "all" else None)
         lines.append(f"| {e} | {m['f0_mean_hz']:.1f} | {m['f0_range_st']:.2f} | {m['rate_syl_s']:.2f} | {m['lip_corr']:.3f} | "
-                     f"{m['offset_ms']:.0f} | {m['ssim_own']:.3f} / {m['ssim_other']:.3f} | "
+                     f"{m['offset_ms']:.0f} | {m['audio_delay_ms']:.2f} | {m['ssim_own']:.3f} / {m['ssim_other']:.3f} | "
                      f"{'-' if acc is None else f'{acc:.3f}'} |")
     return "\n".join(lines)
 

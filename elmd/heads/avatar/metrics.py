@@ -6,7 +6,8 @@
   the voiced frames) and the speaking rate (syllables per second of speech).
 * :func:`frame_energy`, :func:`mouth_opening`, :func:`lipsync` — per-video-frame audio RMS, the
   rendered mouth opening measured from the pixels, their correlation and the audio/video offset
-  (the lag of the best cross-correlation; > 0 means the video comes late).
+  (the lag of the best cross-correlation; > 0 means the video comes late); :func:`audio_delay_ms`
+  the sample-exact shift of the muxed audio against the speech the frames were drawn from.
 * :func:`ssim` — mean structural similarity (Wang et al. 2004, IEEE TIP 13(4): Gaussian window
   sigma 1.5, K1 = 0.01, K2 = 0.03) of two images, for the identity check.
 """
@@ -124,6 +125,19 @@ def lipsync(mouth: np.ndarray, energy: np.ndarray, fps: float, max_lag: int = 8)
             for lag in range(-max_lag, max_lag + 1) if n - abs(lag) >= 3}
     best = max(corr, key=lambda k: (corr[k], -abs(k)))
     return LipSync(corr.get(0, 0.0), 1000.0 * best / fps, corr[best])
+
+
+def audio_delay_ms(reference: np.ndarray, x: np.ndarray, sr: int, max_lag_s: float = 0.5) -> float:
+    """Delay of ``x`` against ``reference`` (same rate ``sr``) in ms, from the peak of their
+    cross-correlation within +-``max_lag_s`` (> 0: ``x`` comes late). Sample-exact: it tells
+    whether muxing shifted the speech against the frames that were drawn from it."""
+    from scipy.signal import correlate
+
+    r, y = np.asarray(reference, np.float64), np.asarray(x, np.float64)
+    c = correlate(y, r, mode="full", method="fft")
+    lags = np.arange(-(len(r) - 1), len(y))
+    keep = np.abs(lags) <= int(max_lag_s * sr)
+    return float(1000.0 * lags[keep][np.argmax(c[keep])] / sr)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:

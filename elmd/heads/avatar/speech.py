@@ -29,6 +29,7 @@ from __future__ import annotations
 import ctypes
 import re
 import threading
+import unicodedata
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +89,9 @@ class SpeechBackend(Protocol):
 
 
 def check_reply_text(text: str) -> str:
-    """``text`` stripped; one-line error when it is empty or has no Chinese character."""
-    text = (text or "").strip()
+    """``text`` without control / unassigned characters (a tiny model's stray bytes), stripped;
+    one-line error when it is empty or has no Chinese character."""
+    text = "".join(c for c in (text or "") if unicodedata.category(c)[0] != "C" and c != "\ufffd").strip()
     if not text:
         raise ElmdError("avatar: the reply text is empty — give the text to speak (--text)")
     if not _CJK.search(text):
