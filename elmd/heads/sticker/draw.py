@@ -30,10 +30,15 @@ from elmd.data.labels import M3ED_LABELS
 from elmd.errors import ElmdError
 from elmd.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bump when the drawing changes: cached stickers are then redrawn."""
 DEFAULT_OUT = Path("data/sample/stickers")
 SUPERSAMPLE = 2
+FIGURE_SCALE = 1.5
+"""Size of the figure relative to the sticker (1.0: the whole animal is in view; 1.5: a big head with the
+arms in view, like most chat stickers; a frozen encoder then sees the face at the size it sees faces)."""
+HEAD_Y = 0.5
+"""Vertical position of the head's centre, in units of the sticker side."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,8 @@ def draw_sticker(character: Character, emotion: str, pose: str, size: int = 128)
     S = size * SUPERSAMPLE
     img = Image.new("RGB", (S, S), (255, 255, 255))
     d = ImageDraw.Draw(img)
-    scale = S * float(rng.uniform(0.92, 1.05))
-    cx, cy = S * (0.5 + rng.uniform(-0.03, 0.03)), S * (0.46 + rng.uniform(-0.02, 0.02))
+    scale = S * FIGURE_SCALE * float(rng.uniform(0.92, 1.05))
+    cx, cy = S * (0.5 + rng.uniform(-0.03, 0.03)), S * (HEAD_Y + rng.uniform(-0.02, 0.02))
     tilt = {"tilt": float(rng.choice([-1, 1])) * 12.0}.get(pose, 0.0)
     _body(d, character, pose, cx, cy, scale)
     head = Image.new("RGBA", (S, S), (0, 0, 0, 0))
@@ -101,7 +106,8 @@ def draw_sticker(character: Character, emotion: str, pose: str, size: int = 128)
     if tilt:
         head = head.rotate(tilt, resample=Image.BICUBIC, center=(cx, cy + 0.1 * scale))
     img.paste(head, (0, 0), head)
-    _symbol(d, emotion, cx, cy, scale)
+    sym = min(scale, S * 1.05)  # symbols stay inside the frame however big the figure
+    _symbol(d, emotion, S * 0.5 + (cx - S * 0.5) * 0.5, S * 0.45, sym)
     return np.asarray(img.resize((size, size), Image.BOX))
 
 
