@@ -9,6 +9,7 @@ import pytest
 from elmd.heads.sticker.metrics import (
     mm_relevance,
     mm_relevance_summary,
+    mm_relevance_vectors,
     prior_emotion_accuracy,
     recall_at_k,
     scaled_cosine,
@@ -67,3 +68,11 @@ def test_scaled_cosine_and_summary():
              mm_relevance(30.0, reply_has_sticker=False, reference_has_sticker=False)]
     s = mm_relevance_summary(items, [True, False])
     assert (s.freq, s.mmr, s.f_mmr, s.n) == (0.5, pytest.approx(23.25), pytest.approx(27.5), 2)
+
+
+def test_mm_relevance_from_vectors():
+    # cos(t, t') = 1, cos(v, v') = 0, cos(t, v') = 0, cos(v, t') = 1 -> tt 100, vv 0, tv 0, vt 100
+    r = mm_relevance_vectors([1.0, 0.0], [1.0, 0.0], [2.0, 0.0], [0.0, 1.0])
+    assert (r.precision, r.recall, r.f, r.mmr) == pytest.approx((50.0, 50.0, 50.0, 50.0))
+    r = mm_relevance_vectors([1.0, 0.0], None, [1.0, 0.0], None)
+    assert (r.f, r.mmr) == pytest.approx((100.0, 100.0))

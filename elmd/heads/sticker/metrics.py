@@ -99,6 +99,15 @@ def scaled_cosine(a: np.ndarray | None, b: np.ndarray | None, logit_scale: float
     return float(logit_scale * a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+def mm_relevance_vectors(reply_text, reply_sticker, ref_text, ref_sticker, logit_scale: float = 100.0) -> MMRelevance:
+    """:func:`mm_relevance` from embeddings in one text-image space (CLIP's: text tower for the texts, image
+    tower for the stickers); a sticker vector of None means the reply / reference has no sticker."""
+    sim = lambda a, b: scaled_cosine(a, b, logit_scale)  # noqa: E731
+    return mm_relevance(sim(reply_text, ref_text), sim(reply_sticker, ref_sticker), sim(reply_text, ref_sticker),
+                        sim(reply_sticker, ref_text), reply_has_sticker=reply_sticker is not None,
+                        reference_has_sticker=ref_sticker is not None)
+
+
 @dataclass
 class MMRSummary:
     """Averages over replies."""
