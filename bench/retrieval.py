@@ -5,7 +5,11 @@
 - index build (encode + FAISS add + table) vs pure encoding of the same texts (target: within 10%);
 - search queries/s at batch 1 and 1000, end to end (encode + search) and on vectors only;
 - FAISS (Flat, inner product) vs numpy brute force (matmul + argpartition) on the same vectors
-  (target: batched FAISS >= 1.5x numpy).
+  (target: batched FAISS >= 1.5x numpy);
+- emotion-aware scoring (issue 13) at batch 1000: the extra time of a search with soft / filter
+  scoring (emotion head on the query vectors + FAISS top-pool + re-rank) over the same search
+  with plain cosine, relative to the plain FAISS search (target: <= 20%). Without --retriever a
+  freshly initialised emotion head is attached (same cost as a trained one).
 
 Without --data, or when the file is missing, synthetic Chinese sentences are used. Samples are
 repeated (with new ids) up to --n entries so the sizes are comparable across data sets.
@@ -75,6 +79,7 @@ def main(argv=None):
     ap.add_argument("--encoder", default="builtin:char")
     ap.add_argument("-k", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch + FAISS threads (0 = library defaults)")
+    ap.add_argument("--pool", type=int, default=20, help="candidates re-scored by emotion-aware scoring")
     args = ap.parse_args(argv)
     if args.threads > 0:
         import faiss
@@ -116,9 +121,41 @@ def main(argv=None):
         gap = float(np.abs(s_f - s_n).max())  # same top-k scores (ids may differ only on ties)
         rows.append((f"vectors only, batch {b}: FAISS / numpy", f"{b * reps / t_f:,.0f} / {b * reps / t_n:,.0f} q/s",
                      f"FAISS {t_n / t_f:.2f}x numpy (target >= 1.5x at 1000); max top-k score gap {gap:.1e}"))
+    rows += scoring_rows(index, q, args.k, args.pool)
     print("| measurement | value | note |\n|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} |")
+
+
+def scoring_rows(index: DemonstrationIndex, q: np.ndarray, k: int, pool: int) -> list[tuple]:
+    """Emotion-aware scoring vs plain cosine search on the same 1000 query vectors (no exclusion)."""
+    import torch
+
+    from retrieval.encoder import EmotionHead
+    from retrieval.scoring import Scoring
+
+    retriever = index.retriever
+    if retriever.emotion_head is None:
+        labels = sorted({r["utterance_emotion"] for r in index.table if r["utterance_emotion"]})
+        retriever.emotion_head, retriever.info["emotion_labels"] = EmotionHead(q.shape[1], len(labels)), labels
+        index = DemonstrationIndex(index.faiss, index.table, index.meta, retriever)
+
+    def probs():
+        with torch.no_grad():
+            return torch.softmax(retriever.emotion_head(torch.from_numpy(q)), -1).numpy()
+
+    t_faiss = t_cos = t_soft = t_filter = float("inf")
+    for _ in range(5):  # interleaved, best of 5
+        t_faiss = min(t_faiss, timed(lambda: index.faiss.search(q, k), 1)[0])
+        t_cos = min(t_cos, timed(lambda: index.search_vectors(q, k, scoring=Scoring()), 1)[0])
+        t_soft = min(t_soft, timed(lambda: index.search_vectors(q, k, probs=probs(), scoring=Scoring("soft", 0.3, pool)), 1)[0])
+        t_filter = min(t_filter, timed(lambda: index.search_vectors(q, k, probs=probs(), scoring=Scoring("filter", 0, pool)), 1)[0])
+    note = "vs plain FAISS search {:.1f} ms (target <= +20%)"
+    return [("search_vectors, batch 1000, cosine", f"{t_cos * 1e3:.1f} ms", f"FAISS search alone {t_faiss * 1e3:.1f} ms (k={k})"),
+            (f"+ soft scoring (pool {pool}), batch 1000", f"{(t_soft - t_cos) * 1e3:+.1f} ms",
+             f"{(t_soft - t_cos) / t_faiss:+.1%} " + note.format(t_faiss * 1e3)),
+            (f"+ filter scoring (pool {pool}), batch 1000", f"{(t_filter - t_cos) * 1e3:+.1f} ms",
+             f"{(t_filter - t_cos) / t_faiss:+.1%} " + note.format(t_faiss * 1e3))]
 
 
 if __name__ == "__main__":

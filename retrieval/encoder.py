@@ -100,9 +100,9 @@ class Retriever(nn.Module):
             self._fingerprint = folder_fingerprint(self.path)
         return self._fingerprint
 
-    def embed(self, texts: list[str]) -> torch.Tensor:
-        """Raw sentence embeddings ``e_u`` (B, d), with gradients."""
-        feats = self.st.preprocess(list(texts))
+    def embed(self, texts: list[str], feats: dict | None = None) -> torch.Tensor:
+        """Raw sentence embeddings ``e_u`` (B, d), with gradients (``feats``: ``st.preprocess(texts)``)."""
+        feats = feats if feats is not None else self.st.preprocess(list(texts))
         dev = self.st.device
         feats = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
         return self.st(feats)["sentence_embedding"].float()
@@ -115,9 +115,12 @@ class Retriever(nn.Module):
         return list(self.info.get("emotion_labels") or [])
 
     @torch.no_grad()
-    def encode(self, texts: list[str], batch_size: int = 256, progress: bool = False, with_probs: bool = False):
+    def encode(self, texts: list[str], batch_size: int = 256, progress: bool = False, with_probs: bool = False,
+               degenerate: np.ndarray | None = None):
         """Unit search vectors ``(N, D)`` float32 (inner product = cosine / mean block cosine); with
-        ``with_probs`` also ``P(emotion | text)`` ``(N, C)`` from the emotion head (None without one)."""
+        ``with_probs`` also ``P(emotion | text)`` ``(N, C)`` from the emotion head (None without one).
+        ``degenerate``: an ``(N,)`` bool array filled in with :meth:`degenerate` flags (from the same
+        tokenisation, no second pass)."""
         from tqdm.auto import tqdm
 
         was_training = self.training
@@ -130,7 +133,10 @@ class Retriever(nn.Module):
         starts = range(0, len(texts), batch_size)
         for i in tqdm(starts, desc="encode", unit="batch", disable=not progress, leave=False):
             idx = order[i : i + batch_size]
-            z = self.represent(self.embed([texts[j] for j in idx])).float()
+            feats = self.st.preprocess([texts[j] for j in idx])
+            if degenerate is not None:
+                degenerate[idx] = self._degenerate_features(feats, len(idx))
+            z = self.represent(self.embed([], feats)).float()
             out[idx] = z.cpu().numpy()
             if head is not None:
                 probs[idx] = torch.softmax(head(z), dim=-1).cpu().numpy()
@@ -140,16 +146,23 @@ class Retriever(nn.Module):
     def degenerate(self, texts: list[str]) -> np.ndarray:
         """``(N,)`` bool: texts with no in-vocabulary token (empty, or only [UNK] / special tokens).
         Their embedding carries no content (one constant vector), so an index never returns them."""
+        return self._degenerate_features(self.st.preprocess(list(texts)), len(texts))
+
+    def _degenerate_features(self, feats: dict, n: int) -> np.ndarray:
         tok = getattr(self.st[0], "tokenizer", None)
-        if tok is None:
-            return np.zeros(len(texts), dtype=bool)
-        if hasattr(tok, "encode_batch"):  # a `tokenizers.Tokenizer` (builtin StaticEmbedding)
-            unk = tok.token_to_id(UNK)
-            ids = [enc.ids for enc in tok.encode_batch(list(texts), add_special_tokens=False)]
-        else:  # a transformers tokenizer
-            unk = tok.unk_token_id
-            ids = tok(list(texts), add_special_tokens=False)["input_ids"]
-        return np.array([all(i == unk for i in row) for row in ids], dtype=bool)
+        ids = feats.get("input_ids")
+        if tok is None or ids is None:
+            return np.zeros(n, dtype=bool)
+        ids = ids.cpu().numpy()
+        if "offsets" in feats:  # StaticEmbedding: flat ids + per-text offsets (EmbeddingBag)
+            unk = tok.token_to_id(UNK) if hasattr(tok, "token_to_id") else tok.unk_token_id
+            known = np.concatenate([[0], np.cumsum(ids != unk)])
+            starts = feats["offsets"].cpu().numpy()
+            ends = np.append(starts[1:], len(ids))
+            return (known[ends] - known[starts]) == 0
+        special = set(getattr(tok, "all_special_ids", []) or []) | {tok.unk_token_id}
+        mask = feats["attention_mask"].cpu().numpy().astype(bool) if "attention_mask" in feats else np.ones_like(ids, bool)
+        return ~(mask & ~np.isin(ids, list(special))).any(axis=1)
 
     def save(self, out: str | Path) -> Path:
         """Write the folder described in the module docstring (model card and config by the caller)."""

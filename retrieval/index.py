@@ -123,6 +123,9 @@ class DemonstrationIndex:
         names = list(getattr(retriever, "emotion_labels", []) or [])
         ids = {e: i for i, e in enumerate(names)}
         self._labels = np.array([ids.get(r["utterance_emotion"], -1) for r in table], dtype=np.int64)
+        known = self._labels[(self._labels >= 0) & ~self._blocked]
+        counts = np.bincount(known, minlength=len(names)).astype(np.float64)
+        self.prior = counts / counts.sum() if counts.sum() else None  # emotion frequencies of the entries
         self.scoring = scoring or Scoring.from_dict(meta.get("scoring"))
         self.set_scoring(self.scoring)
 
@@ -144,8 +147,8 @@ class DemonstrationIndex:
             raise ElmdError("no samples to index — the data has no utterance followed by a labelled response")
         table = table_from_samples(samples)
         texts = [r["utterance"] for r in table]
-        vectors = retriever.encode(texts, batch_size=batch_size, progress=progress)
-        degenerate = retriever.degenerate(texts)
+        degenerate = np.zeros(len(texts), dtype=bool)
+        vectors = retriever.encode(texts, batch_size=batch_size, progress=progress, degenerate=degenerate)
         vectors[degenerate] = 0.0
         for i in np.flatnonzero(degenerate):
             table[i]["degenerate"] = True
@@ -218,7 +221,7 @@ class DemonstrationIndex:
             return [[] for _ in range(len(q))]
         cos, ids, allowed = self.candidates(q, max(k, scoring.pool) if scoring.emotion_aware else k, exclude_dialogue_ids)
         labels = np.where(ids >= 0, self._labels[np.maximum(ids, 0)], -1)
-        order, score = rank(cos, labels, allowed, probs, scoring, k)
+        order, score = rank(cos, labels, allowed, probs, scoring, k, self.prior)
         out = []
         for qi in range(len(q)):
             hits = []

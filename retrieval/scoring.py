@@ -5,8 +5,15 @@ emotion label, and the retriever's emotion head (:class:`retrieval.encoder.Emoti
 ``P(emotion | q)`` for a query, so a candidate's score can reward emotional agreement::
 
     cosine:  score = cos(q, u')
-    soft:    score = cos(q, u') + beta * P(emotion(u') | q)
-    filter:  score = cos(q, u') + FILTER_BETA * [emotion(u') == argmax_e P(e | q)]
+    soft:    score = cos(q, u') + beta * P~(emotion(u') | q)
+    filter:  score = cos(q, u') + FILTER_BETA * [emotion(u') == argmax_e P~(e | q)]
+
+    P~(e | q) = P(e | q) * pi_e^alpha / sum_e' P(e' | q) * pi_e'^alpha
+
+``pi`` is the frequency of each emotion among the index's u' and ``alpha`` (``prior``) a logit
+adjustment: 0 leaves the head's posterior as it is; 1 multiplies the class prior back into a
+head trained with the class-balanced loss (more of the frequent emotions: micro agreement up,
+macro agreement down); tuning picks it on the valid split.
 
 Scores are computed for the ``pool`` best cosine candidates (FAISS top-``pool``, plus as many as
 same-dialogue exclusion may remove) and re-ranked. ``filter``'s bonus exceeds any cosine gap
@@ -15,7 +22,7 @@ fewer than k candidates match (or none), the best remaining candidates follow in
 the fallback is plain cosine retrieval. A u' without a label gets no bonus. Excluded entries
 (the query's own dialogue, degenerate keys) get score -inf and are never returned.
 
-``beta`` / ``pool`` (soft) and ``pool`` (filter) are tuned on the valid split by
+``beta`` / ``pool`` / ``prior`` (soft) and ``pool`` / ``prior`` (filter) are tuned on the valid split by
 :func:`retrieval.tune.tune_scoring` and stored with the retriever (retriever.json ``scoring``).
 """
 
@@ -40,8 +47,10 @@ class Scoring:
     """'cosine', 'soft' or 'filter'."""
     beta: float = 0.0
     """Weight of P(emotion(u') | q) under 'soft'."""
-    pool: int = 100
+    pool: int = 20
     """Cosine candidates re-scored per query (ignored by 'cosine')."""
+    prior: float = 0.0
+    """Exponent alpha of the index's emotion frequencies multiplied into P(e | q) (0 = none)."""
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -59,12 +68,14 @@ class Scoring:
     @classmethod
     def from_dict(cls, raw: dict | None) -> "Scoring":
         raw = raw or {}
-        return cls(str(raw.get("mode", "cosine")), float(raw.get("beta", 0.0)), int(raw.get("pool", 100)))
+        return cls(str(raw.get("mode", "cosine")), float(raw.get("beta", 0.0)), int(raw.get("pool", 20)),
+                   float(raw.get("prior", 0.0)))
 
     def describe(self) -> str:
+        tail = f" prior={self.prior:g}" if self.prior else ""
         if self.mode == "soft":
-            return f"soft β={self.beta:g} pool={self.pool}"
-        return f"filter pool={self.pool}" if self.mode == "filter" else "cosine"
+            return f"soft β={self.beta:g} pool={self.pool}{tail}"
+        return f"filter pool={self.pool}{tail}" if self.mode == "filter" else "cosine"
 
 
 def resolve_scoring(rc, info: dict, has_head: bool) -> Scoring:
@@ -78,8 +89,16 @@ def resolve_scoring(rc, info: dict, has_head: bool) -> Scoring:
     if mode == "cosine":
         return Scoring()
     beta = rc.beta if rc.beta is not None else (tuned.beta if tuned.mode == "soft" else 1.0)
-    pool = rc.pool if rc.pool is not None else (tuned.pool if tuned.mode != "cosine" else 100)
-    return Scoring(mode, float(beta) if mode == "soft" else 0.0, int(pool))
+    pool = rc.pool if rc.pool is not None else (tuned.pool if tuned.mode != "cosine" else 20)
+    return Scoring(mode, float(beta) if mode == "soft" else 0.0, int(pool), tuned.prior)
+
+
+def adjust(probs: np.ndarray, prior: np.ndarray | None, alpha: float) -> np.ndarray:
+    """``P~(e | q)`` of the module docstring (``probs`` itself when alpha is 0 or no prior is given)."""
+    if not alpha or prior is None:
+        return probs
+    p = probs * np.power(np.maximum(prior, 1e-6), alpha)[None, :]
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def emotion_bonus(labels: np.ndarray, probs: np.ndarray, scoring: Scoring) -> np.ndarray:
@@ -98,13 +117,13 @@ def emotion_bonus(labels: np.ndarray, probs: np.ndarray, scoring: Scoring) -> np
 
 
 def rank(cosine: np.ndarray, labels: np.ndarray, allowed: np.ndarray, probs: np.ndarray | None,
-         scoring: Scoring, k: int) -> tuple[np.ndarray, np.ndarray]:
+         scoring: Scoring, k: int, prior: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Re-rank ``(N, K)`` candidates: returns ``(order, score)``, each ``(N, min(k, K))``: column
     positions of the best candidates and their scores (-inf where fewer than k are ``allowed``).
-    Ties keep the cosine order (stable sort)."""
+    Ties keep the cosine order (stable sort). ``prior``: ``(C,)`` emotion frequencies of the index."""
     if scoring.emotion_aware and probs is None:
         raise ElmdError("emotion-aware scoring needs P(emotion | q) — the retriever has no emotion head")
-    bonus = emotion_bonus(labels, probs, scoring) if scoring.emotion_aware else 0.0
+    bonus = emotion_bonus(labels, adjust(probs, prior, scoring.prior), scoring) if scoring.emotion_aware else 0.0
     score = np.where(allowed, cosine + bonus, -np.inf)
     kk = min(k, score.shape[1])
     order = np.argsort(-score, axis=1, kind="stable")[:, :kk]

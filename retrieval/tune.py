@@ -4,8 +4,10 @@ The valid utterances are searched once per pool size in an index of the training
 own dialogue excluded); every candidate scoring re-ranks the same candidates:
 
 - ``cosine`` (always a candidate: it wins ties, so tuning never makes retrieval worse on valid);
-- ``soft`` with ``beta`` in :data:`BETAS` and ``pool`` in :data:`POOLS`;
-- ``filter`` with ``pool`` in :data:`POOLS`.
+- ``soft`` with ``beta`` in :data:`BETAS`, ``pool`` in :data:`POOLS`, ``prior`` in :data:`PRIORS`;
+- ``filter`` with ``pool`` in :data:`POOLS` and ``prior`` in :data:`PRIORS`.
+
+Pools stay small (the benchmark's cost target; larger pools never won on CPED's valid split).
 
 The objective (``retrieval.tune_metric``) is valid utterance-emotion agreement@1, macro
 agreement@1, or their mean; scorings whose r' char-F1 falls below ``retrieval.min_f1_ratio`` times
@@ -22,7 +24,8 @@ from retrieval.metrics import emotion_agreement, macro_agreement, mean_char_f1
 from retrieval.scoring import Scoring, rank
 
 BETAS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-POOLS = (5, 10, 20, 50, 100, 200)
+POOLS = (5, 10, 20)
+PRIORS = (0.0, 0.5, 1.0)
 
 
 @dataclass
@@ -45,7 +48,7 @@ def objective(metrics: dict, metric: str) -> float:
 def top1_metrics(index, cos, ids, allowed, probs, scoring: Scoring, samples) -> dict:
     """utt_agree@1, macro_agree@1 and r' char-F1 of the top hit under ``scoring``."""
     labels = np.where(ids >= 0, index._labels[np.maximum(ids, 0)], -1)
-    order, score = rank(cos, labels, allowed, probs, scoring, 1)
+    order, score = rank(cos, labels, allowed, probs, scoring, 1, index.prior)
     top = [index.table[ids[i, order[i, 0]]] if np.isfinite(score[i, 0]) else None for i in range(len(samples))]
     gold = [s.utterance.emotion for s in samples]
     emo = [t["utterance_emotion"] if t else None for t in top]
@@ -54,11 +57,12 @@ def top1_metrics(index, cos, ids, allowed, probs, scoring: Scoring, samples) -> 
             "r_char_f1": mean_char_f1([t["response"] if t else None for t in top], [s.response.text for s in samples])}
 
 
-def settings(pools=POOLS, betas=BETAS) -> list[Scoring]:
-    """Cosine first (it wins ties), then soft (beta x pool) and filter (pool)."""
+def settings(pools=POOLS, betas=BETAS, priors=PRIORS) -> list[Scoring]:
+    """Cosine first (it wins ties), then soft (prior x pool x beta) and filter (prior x pool)."""
     out = [Scoring()]
-    for pool in pools:
-        out += [Scoring("soft", b, pool) for b in betas] + [Scoring("filter", 0.0, pool)]
+    for prior in priors:
+        for pool in pools:
+            out += [Scoring("soft", b, pool, prior) for b in betas] + [Scoring("filter", 0.0, pool, prior)]
     return out
 
 

@@ -138,7 +138,7 @@ def test_index_build_search_and_evaluate(trained, retrieval_data, tmp_path):
     r = run("index", "build", "--data", retrieval_data["train"], "--retriever", trained["ert_ssc"], "--out", emo_idx,
             "--set", "retrieval.scoring=filter", "--set", "retrieval.pool=20", *SMALL)
     assert r.exit_code == 0, r.output
-    assert json.loads((emo_idx / "meta.json").read_text(encoding="utf-8"))["scoring"] == {"mode": "filter", "beta": 0.0, "pool": 20}
+    assert json.loads((emo_idx / "meta.json").read_text(encoding="utf-8"))["scoring"] == {"mode": "filter", "beta": 0.0, "pool": 20, "prior": 0.0}
     r = run("index", "search", "--index", emo_idx, "--query", "气死我了", "-k", 3, "--json", *SMALL)
     filtered = json.loads(r.stdout.strip())["hits"]
     r = run("index", "search", "--index", emo_idx, "--query", "气死我了", "-k", 3, "--json",

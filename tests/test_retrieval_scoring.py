@@ -67,7 +67,7 @@ class FakeRetriever:
     def __init__(self, vectors: dict, probs: dict):
         self.vectors, self.probs = vectors, probs
 
-    def encode(self, texts, batch_size=256, progress=False, with_probs=False):
+    def encode(self, texts, batch_size=256, progress=False, with_probs=False, degenerate=None):
         z = np.stack([self.vectors[t] for t in texts]).astype(np.float32)
         return (z, np.stack([self.probs.get(t, [0.5, 0.5]) for t in texts]).astype(np.float32)) if with_probs else z
 
@@ -162,3 +162,17 @@ def test_new_metrics_hand_computed():
     diff, low, high = paired_bootstrap(a, b, n=200, seed=0)
     assert diff == 0.25 and 0 <= low <= diff <= high <= 1
     assert paired_bootstrap(a, a, n=50) == (0.0, 0.0, 0.0)
+
+
+def test_prior_adjustment_hand_computed():
+    from retrieval.scoring import adjust
+
+    probs, prior = arr([[0.5, 0.5]]), np.array([0.8, 0.2])
+    assert adjust(probs, prior, 0.0) is probs
+    assert adjust(probs, prior, 1.0)[0].tolist() == pytest.approx([0.8, 0.2])
+    assert adjust(probs, prior, 0.5)[0].tolist() == pytest.approx([2 / 3, 1 / 3])
+    # filter with prior 1: the frequent class 0 becomes the prediction (0.4*0.8 > 0.6*0.2)
+    cos, lab = arr([[0.9, 0.8]]), arr([[1, 0]], np.int64)
+    ok = np.ones((1, 2), dtype=bool)
+    assert rank(cos, lab, ok, arr([[0.4, 0.6]]), Scoring("filter", 0, 10), 2)[0].tolist() == [[0, 1]]
+    assert rank(cos, lab, ok, arr([[0.4, 0.6]]), Scoring("filter", 0, 10, 1.0), 2, prior)[0].tolist() == [[1, 0]]
