@@ -94,3 +94,15 @@ def test_cli_make_tiny_sd(tmp_path):
     check_sd_folder(tmp_path / "sd")
     r = CliRunner().invoke(main, ["sticker", "make-tiny-sd", "--out", str(tmp_path / "sd")])
     assert r.exit_code == 2 and "--overwrite" in r.output
+
+
+def test_caption_targets_once_per_sticker(sd):
+    from elmd.heads.sticker.diffusion import caption_targets, sticker_caption
+    from elmd.heads.sticker.library import Sticker
+
+    stickers = [Sticker("a", "a.png", "happy", "一只小猫"), Sticker("b", "b.png", "sad", "一只小猫")]
+    got = caption_targets(sd, stickers, batch_size=1)
+    assert sorted(got) == ["a", "b"] and got["a"].shape == (77, 8)
+    assert sticker_caption("一只小猫", "高兴") == "高兴：一只小猫"
+    assert torch.allclose(got["a"], sd.encode_text(["高兴：一只小猫"])[0].float())
+    assert not torch.allclose(got["a"], got["b"])  # the emotion word is part of the caption

@@ -123,6 +123,27 @@ class StickerDiffusion:
         return list(out.images)
 
 
+def sticker_caption(description: str, emotion_word: str = "") -> str:
+    """The text whose SD embedding is the mapper's target: the emotion word, then the description."""
+    return f"{emotion_word}：{description}" if emotion_word else description
+
+
+@torch.no_grad()
+def caption_targets(diffusion: StickerDiffusion, stickers, labels=None, batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """``{sticker id: [77, D] float32 CPU}`` SD text embeddings of every sticker's caption (computed once:
+    the SD text encoder is frozen, so stage `sticker` reads the MSE targets from here)."""
+    from elmd.data.labels import LabelSet
+
+    labels = labels or LabelSet()
+    stickers = list(stickers)
+    out = {}
+    for i in range(0, len(stickers), batch_size):
+        part = stickers[i:i + batch_size]
+        emb = diffusion.encode_text([sticker_caption(s.description, labels.word(s.emotion)) for s in part]).float().cpu()
+        out.update({s.id: e for s, e in zip(part, emb)})
+    return out
+
+
 def _byte_vocab() -> dict[str, int]:
     """A BPE vocabulary with no merges: the specials, the 256 byte symbols and each with ``</w>`` (any text tokenizes)."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
