@@ -25,8 +25,9 @@ def test_build_head_through_the_registry():
 
 def test_apply_fills_extras_with_media_paths(tmp_path):
     head = AvatarHead(AvatarConfig(size=128))
-    replies = [Reply("happy", "高兴", "太好了！"), Reply(None, "", "嗯，我知道了。"), Reply("sad", "悲伤", "???")]
-    requests = [Request("考完了", sample_id="s/1", dialogue_id="d1"), Request("怎么了"), Request("是吗")]
+    replies = [Reply("happy", "高兴", "太好了！"), Reply(None, "", "嗯，我知道了。"), Reply("sad", "悲伤", "???"),
+               Reply("sad", "悲伤", "好吧", extras={"meta": {"profile": {"gender": "robot"}}})]
+    requests = [Request("考完了", sample_id="s/1", dialogue_id="d1"), Request("怎么了"), Request("是吗"), Request("嗯")]
     head.apply(replies, requests, tmp_path)
     a = replies[0].extras["avatar"]
     assert a["audio"] == "avatar/s_1/speech.wav" and a["video"] == "avatar/s_1/avatar.mp4"
@@ -34,7 +35,8 @@ def test_apply_fills_extras_with_media_paths(tmp_path):
     assert (a["emotion"], a["emotion_source"], a["profile_source"]) == ("happy", "reply", "config")
     b = replies[1].extras["avatar"]
     assert (b["emotion"], b["emotion_source"]) == ("neutral", "default") and b["video"] == "avatar/turn-1/avatar.mp4"
-    assert "no Chinese character" in replies[2].extras["avatar"]["error"] and head.failed == 1
+    assert "no Chinese character" in replies[2].extras["avatar"]["error"]
+    assert "unknown gender 'robot'" in replies[3].extras["avatar"]["error"] and head.failed == 2
     assert replies[0].response == "太好了！" and replies[0].emotion == "happy"  # heads never change the reply
 
 

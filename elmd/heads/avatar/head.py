@@ -58,10 +58,10 @@ class AvatarHead:
         media_dir = Path(media_dir)
         for i, (reply, request) in enumerate(zip(replies, requests)):
             emotion = reply.emotion if reply.emotion in EMOTIONS else "neutral"
-            profile, source = profile_for(reply, request, self.cfg)
             folder = media_dir / NAME / _safe(request.sample_id or f"turn-{i}")
             key = f"{request.dialogue_id or 'chat'}/{request.responder}"
             try:
+                profile, source = profile_for(reply, request, self.cfg)
                 result = render_avatar(reply.response, emotion, folder, self.cfg, profile, key, overwrite=True,
                                        speech=self.speech, face=self.face)
             except ElmdError as e:
