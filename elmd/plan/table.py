@@ -59,8 +59,8 @@ def render(plan: Plan) -> str:
     lines.append("-" * len(lines[0]))
     lines += [f"{name:<{w0}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(vals, ws)) for name, vals in rows]
     notes = ["",
-             f"assumptions: step time = FLOPs / ({hw.peak_tflops:g} TFLOP/s x MFU {hw.mfu:.2f}) (A100 dense bf16 peak; "
-             "--gpu-tflops / --mfu); peak = weights + optimizer + measured forward/backward peak, "
+             f"assumptions: step time = FLOPs / ({hw.peak_tflops:g} TFLOP/s x MFU {hw.mfu:.2f}) (--gpu-tflops, --mfu; "
+             "A100 dense bf16 peak = 312); peak = weights + optimizer + measured forward/backward peak, "
              f"x {1 + hw.fragmentation:.2f} for the allocator + {hw.overhead_gib:g} GiB CUDA context;",
              "memory at the longest sample in every row, time at the epoch's mean padded width; the frozen ViT + "
              "Q-Former is not on the GPU in training (cached features): "
