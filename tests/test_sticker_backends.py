@@ -106,6 +106,8 @@ def test_build_backend_needs_its_parts(library, diffusion):
     assert isinstance(build_backend(mods, library), RetrieveBackend)
     with pytest.raises(ConfigError, match="sticker.library"):
         build_backend(mods)
+    with pytest.raises(ConfigError, match="64-d but the sticker modules were trained on 8-d"):
+        RetrieveBackend(library, StickerModules(CFG, hidden=16, image_dim=8))
     mods.cfg = CFG.replace(backend="rag")
     with pytest.raises(ConfigError, match="sticker.sd_path"):
         build_backend(mods, library)

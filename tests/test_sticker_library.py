@@ -137,6 +137,14 @@ def test_cli_draw_and_build_library(tmp_path):
     r = run(*args)
     assert r.exit_code == 2 and r.output.strip().splitlines()[-1].startswith("error: ") and "--overwrite" in r.output
     assert run(*args, "--overwrite").exit_code == 0
+    r = run("sticker", "search", "--library", tmp_path / "lib", "--image", tmp_path / "set/images/cat-sad-down.png",
+            "--emotion", "sad", "-k", 2, "--set", "vision.image_size=48", "--set", "vision.num_query_tokens=4")
+    assert r.exit_code == 0, r.output
+    first, second = r.output.strip().splitlines()
+    assert first.split()[:3] == ["1.0000", "sad", "cat-sad-down"] and second.split()[1] == "sad"
+    r = run("sticker", "search", "--library", tmp_path / "lib", "--image", tmp_path / "set/images/cat-sad-down.png",
+            "--set", "vision.image_size=64", "--set", "vision.num_query_tokens=4")
+    assert r.exit_code == 2 and "built by image encoder" in r.output
     r = run(*args[:-4], "--overwrite", "--encoder", "open_clip")
     assert r.exit_code == 2 and "sticker.encoder_path" in r.output.splitlines()[-1]
 

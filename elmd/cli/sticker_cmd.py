@@ -91,3 +91,20 @@ def attach_cmd(data_path, meta, out, share, seed, overwrite):
     click.echo(f"{c['with_sticker']}/{c['replies']} replies got a sticker"
                + (f" ({c['no_sticker_of_emotion']} drawn but no sticker of their emotion)" if c["no_sticker_of_emotion"] else "")
                + f"  ->  {out}")
+
+
+@cli.command("search")
+@click.option("--library", required=True, help="Library folder (`elmd sticker build-library`).")
+@click.option("--image", required=True, help="Query image: the stickers that look most like it are listed.")
+@click.option("--emotion", default=None, help="Reply emotion that steers the choice (label id).")
+@click.option("-k", "k", type=int, default=5, show_default=True)
+@click.option("--mode", type=click.Choice(["prefer", "filter", "ignore"]), default="prefer", show_default=True)
+@config_options
+@friendly_errors
+def search_cmd(library, image, emotion, k, mode, config, overrides):
+    """List the library stickers nearest to an image (checks a library and its encoder)."""
+    from elmd.heads.sticker.workflows import search_library
+
+    cfg = resolve(config, overrides, quiet=True)
+    for h in search_library(library, image, cfg, emotion=emotion, k=k, mode=mode):
+        click.echo(f"{h.score:.4f}  {h.emotion:<8}  {h.id}  {h.image}")

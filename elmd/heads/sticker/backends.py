@@ -56,6 +56,12 @@ class RetrieveBackend:
     name = "retrieve"
 
     def __init__(self, library: StickerLibrary, modules: StickerModules):
+        from elmd.errors import ConfigError
+
+        if library.vectors.shape[1] != modules.image_dim:
+            raise ConfigError(f"{library.folder}: library vectors are {library.vectors.shape[1]}-d but the sticker modules "
+                              f"were trained on {modules.image_dim}-d image vectors — use the library built with the "
+                              "training run's image encoder")
         self.library, self.modules, self.cfg = library, modules, modules.cfg
         with torch.no_grad():
             self.keys = modules.library_keys(library.vectors).float().cpu().numpy()  # [N, ret_dim]

@@ -60,3 +60,18 @@ def import_stickerconv(input_path: str | Path, out: str | Path, stickers_out: st
     replies = [t for t in turns if t["speaker"] == SYSTEM]
     return ImportReport(len(rows), len(turns), sum("sticker" in t for t in turns), sum("sticker" in t for t in replies),
                         len(replies), len(stickers))
+
+
+def search_library(library: str | Path, image: str | Path, cfg, *, emotion: str | None = None, k: int = 5,
+                   mode: str = "prefer"):
+    """`elmd sticker search`: the library stickers nearest to ``image`` in the image encoder's space
+    (the encoder must be the one that built the library)."""
+    from elmd.heads.sticker.encoders import build_image_encoder
+    from elmd.heads.sticker.index import StickerLibrary
+    from elmd.heads.sticker.library import open_image
+
+    lib = StickerLibrary.load(library)  # fails fast on a bad folder, before the encoder loads
+    encoder = build_image_encoder(cfg.sticker, cfg.vision)
+    lib.check_encoder(encoder)
+    q = encoder.encode([open_image(image, encoder.image_size)])
+    return lib.search(q, [emotion], k=k, mode=mode)[0]
