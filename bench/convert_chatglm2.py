@@ -54,7 +54,7 @@ def write_source(folder: Path, layers: int, hidden: int, ffn: int, vocab: int, h
 
 def _convert(src: str, out: str, result) -> None:
     """In a fresh process: convert, then report its own peak RSS (VmHWM, bytes)."""
-    from elmd.models.convert import convert_chatglm2
+    from elmd.convert import convert_chatglm2
 
     convert_chatglm2(src, out)
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())

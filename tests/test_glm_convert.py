@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from elmd.cli.main import main
 from elmd.errors import ElmdError
-from elmd.models.convert import convert_chatglm2
+from elmd.convert import convert_chatglm2
 
 # A tiny ChatGLM2 in the official layout (config.json names of THUDM/chatglm2-6b).
 SRC_CONFIG = dict(
@@ -161,7 +161,7 @@ def test_convert_round_trip_and_logits_match_chatglm2_math(tmp_path, source_stat
 
 
 def test_convert_goes_shard_by_shard_resumes_and_rejects_wrong_checkpoints(tmp_path, source_state, monkeypatch):
-    import elmd.models.convert as conv
+    import elmd.convert as conv
 
     src = write_checkpoint(tmp_path / "src", source_state, "bin")
     seen, real_load = [], conv.load_shard

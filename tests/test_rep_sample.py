@@ -23,7 +23,7 @@ def sample_cfg(tmp_path_factory, repo_root):
     from elmd.data.prepare import prepare
     from elmd.data.sample_videos import generate_videos
     from elmd.models.features import extract_features
-    from elmd.models.tiny_vision_pretrain import pretrain_tiny_encoder
+    from elmd.training.vision_pretrain import pretrain_tiny_encoder
 
     d = tmp_path_factory.mktemp("sample_rep")
     shutil.copy(repo_root / "data" / "sample" / "dialogues.jsonl", d / "dialogues.jsonl")

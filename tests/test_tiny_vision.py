@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from elmd.models.config import VisionConfig, VisionPretrainConfig
 from elmd.models.tiny_visual import query_cells
-from elmd.models.tiny_vision_pretrain import ATTRIBUTES, attribute_ranges, pretrain_tiny_encoder, render_frames
+from elmd.training.vision_pretrain import ATTRIBUTES, attribute_ranges, pretrain_tiny_encoder, render_frames
 from elmd.models.visual_encoder import VisualEncoder, build_visual_encoder
 
 SMALL = ["vision.image_size=64", "vision.num_query_tokens=8", "vision_pretrain.train_frames=96",

@@ -20,7 +20,7 @@ def cli():
 @friendly_errors
 def chatglm2(src, out):
     """Convert ChatGLM2-6B shard by shard (resumable); prints the folder to use as llm.path."""
-    from elmd.models.convert import convert_chatglm2
+    from elmd.convert import convert_chatglm2
 
     path = convert_chatglm2(src, out)
     click.echo(f"converted to {path} — use --set llm.path={path} --set llm.tokenizer={path}/tokenizer.model")

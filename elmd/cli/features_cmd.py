@@ -53,7 +53,7 @@ def extract(data, out, config, overrides):
 def pretrain_encoder(out, force, config, overrides):
     """Pre-train the tiny ViT + Q-Former on synthetic face attributes (vision_pretrain.*; a CPU
     stand-in for BLIP-2's pre-training; not needed with a real vision.path)."""
-    from elmd.models.tiny_vision_pretrain import pretrain_tiny_encoder
+    from elmd.training.vision_pretrain import pretrain_tiny_encoder
 
     cfg = resolve(config, overrides)
     meta = pretrain_tiny_encoder(cfg.vision_pretrain, cfg.vision, out, force=force)

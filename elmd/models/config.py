@@ -47,7 +47,7 @@ class VisionConfig:
 @dataclass
 class VisionPretrainConfig:
     """Pre-training of the tiny ViT + Q-Former on synthetic face attributes
-    (`elmd features pretrain-encoder`, :mod:`elmd.models.tiny_vision_pretrain`)."""
+    (`elmd features pretrain-encoder`, :mod:`elmd.training.vision_pretrain`)."""
 
     train_frames: int = 4000
     """Synthetic frames to train on (new people, random expression attributes)."""

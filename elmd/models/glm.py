@@ -9,7 +9,7 @@ first, and an output layer not tied to the input embedding.
 transformers' ``glm`` architecture implements exactly this math (``partial_rotary_factor`` 0.5,
 interleaved ``rotate_half``, ``gate_up_proj`` chunked gate-first), so no remote code is needed;
 the ``glm4`` type is *not* used (it adds post-attention / post-MLP norms). The official
-checkpoint layout is turned into this one by :mod:`elmd.models.convert`.
+checkpoint layout is turned into this one by :mod:`elmd.convert`.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ whose queries specialise; everything else (FFNs, the second layer) keeps its ran
 Measured on the bundled sample (BENCHMARKS.md): a logistic probe on the pooled features of held-out
 dialogues gets 0.85-0.91 (3 seeds) against 0.61 for the plain random init. It is still not enough
 for stage rep through a random tiny LLM, which needs the pre-trained encoder of
-:mod:`elmd.models.tiny_vision_pretrain`; that pre-training starts from this init.
+:mod:`elmd.training.vision_pretrain`; that pre-training starts from this init.
 """
 
 from __future__ import annotations

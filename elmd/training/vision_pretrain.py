@@ -108,7 +108,7 @@ def pretrain_tiny_encoder(pcfg, vision, out: str | Path, progress: bool = True, 
     enc = VisualEncoder.tiny(seed=pcfg.seed, image_size=vision.image_size, num_query_tokens=vision.num_query_tokens)
     history = fit_attributes(enc, train, valid, pcfg, vision.image_size, progress)
     enc.requires_grad_(False)
-    meta = {"what": "tiny ViT + Q-Former pre-trained on synthetic face attributes (elmd.models.tiny_vision_pretrain)",
+    meta = {"what": "tiny ViT + Q-Former pre-trained on synthetic face attributes (elmd.training.vision_pretrain)",
             "settings": want, "attributes": list(ATTRIBUTES), "history": history,
             "valid_r2": history[-1]["valid_r2"] if history else {}, "seconds": round(time.time() - t0, 1)}
     save_blip2_folder(enc, out, meta)
