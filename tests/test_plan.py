@@ -217,3 +217,22 @@ def test_cli_exits_3_naming_the_knob():
     res = CliRunner().invoke(main, ["plan", "--config", "chatglm2-6b", "--gpu-mem", "24GiB", "--stage", "eerg"])
     assert res.exit_code == 3, res.output
     assert "does not fit: stage eerg" in res.output and "train.gradient_checkpointing=true" in res.output
+
+
+def test_gpu_attention_saves_what_the_memory_efficient_kernel_keeps():
+    """The A100 attention model: GQA keys/values repeated to every head, an additive bias from the mask;
+    backward keeps q, k, v (repeated), the output, the log-sum-exp (rows padded to 32), the bias and the
+    dropout RNG's seed and offset (two int64)."""
+    from elmd.plan.meta_model import mem_efficient_attention
+
+    B, H, KV, T, P, D = 2, 4, 2, 40, 8, 16
+    q = torch.zeros(B, H, T, D, device="meta", dtype=torch.bfloat16, requires_grad=True)
+    k = torch.zeros(B, KV, P + T, D, device="meta", dtype=torch.bfloat16, requires_grad=True)
+    v = torch.zeros(B, KV, P + T, D, device="meta", dtype=torch.bfloat16, requires_grad=True)
+    mask = torch.ones(B, 1, T, P + T, device="meta", dtype=torch.bool)
+    with SavedBytes([]) as saved:
+        out, _ = mem_efficient_attention(None, q, k, v, mask, scaling=D ** -0.5)
+    assert out.shape == (B, T, H, D)
+    two = 2  # bytes of bf16
+    expected = (B * H * T * D + 2 * B * H * (P + T) * D + B * H * T * D + B * T * (P + T)) * two + B * H * 64 * 4 + 2 * 8
+    assert saved.total == expected
