@@ -150,3 +150,16 @@ def test_build_head_from_config(library, tmp_path):
                                "vision.image_size=64", "vision.num_query_tokens=4", "vision.path="])
     with pytest.raises(Exception, match="built by image encoder"):
         build_head(None, bad)
+
+
+def test_img_hidden_from_reply_reads_the_marked_run():
+    from elmd.heads.sticker.head import img_hidden_from_reply
+    from elmd.inference.reply import Reply
+
+    h = torch.arange(12.0).reshape(6, 2)
+    marked = Reply("happy", "高兴", "好", hidden=h, extras={"img_start": 2})
+    assert torch.equal(img_hidden_from_reply(marked, 3), h[2:5])
+    assert img_hidden_from_reply(Reply("happy", "高兴", "好", hidden=h, extras={"img_start": 4}), 3) is None  # run cut off
+    assert img_hidden_from_reply(Reply("happy", "高兴", "好", hidden=h), 3) is None  # no mark, not exactly r rows
+    assert torch.equal(img_hidden_from_reply(Reply("happy", "高兴", "好", hidden=h[:3]), 3), h[:3])
+    assert img_hidden_from_reply(Reply("happy", "高兴", "好"), 3) is None

@@ -27,7 +27,7 @@ class StickerConfig:
     """Folder written by `elmd sticker build-library` (index.faiss, table.jsonl, meta.json)."""
     modules: str = ""
     """Folder of the trained sticker modules (retrieval projection + feature mapper) that stage `sticker`
-    saves; empty = `<train.out>/sticker`."""
+    saves; empty = `<run folder>/sticker`."""
     num_img_tokens: int = 32
     """r: the ``[IMG1..r]`` tokens the LLM emits after its text (PEGS: 32)."""
     num_ret_tokens: int = 8

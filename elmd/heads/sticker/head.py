@@ -1,9 +1,9 @@
 """The sticker head on answered turns (:class:`elmd.inference.heads.Head`): ``reply.extras["sticker"]``.
 
 Contract with the pipeline that builds it: when a reply's model emitted the ``[IMG1..r]`` run, the
-pipeline hands the last-layer hidden states at those r positions as ``[r, hidden]`` through
-``img_hidden_of(reply)`` (default: :func:`img_hidden_from_reply`, which reads ``reply.hidden`` when
-it holds exactly r rows); a reply without them gets no sticker. The head batches the replies that
+pipeline hands the last-layer hidden states at those r positions through ``img_hidden_of(reply)``
+(default :func:`img_hidden_from_reply`: ``reply.hidden`` from ``reply.extras["img_start"]`` on);
+a reply without them gets no sticker. The head batches the replies that
 have them, asks the configured backend (:mod:`elmd.heads.sticker.backends`) and writes
 ``{"path", "backend", "id", "emotion", "score", "candidates"}``; ``path`` is always a file under
 ``media_dir`` (a retrieved sticker is copied there, its library path stays in ``candidates``). Stickers it has shown in a
@@ -24,9 +24,18 @@ from elmd.heads.sticker.backends import build_backend
 
 
 def img_hidden_from_reply(reply, r: int) -> torch.Tensor | None:
-    """``reply.hidden`` when it is the ``[r, hidden]`` block of the ``[IMG]`` positions, else None."""
+    """The ``[r, hidden]`` hidden states of the reply's ``[IMG1..r]`` run, or None (no sticker).
+
+    ``reply.hidden`` holds the generated tokens' last-layer states ``[n, hidden]``; the pipeline marks
+    where the run starts with ``reply.extras["img_start"]`` (index of ``[IMG1]`` among the generated
+    tokens). Without the mark, ``reply.hidden`` counts only when it has exactly r rows."""
     h = getattr(reply, "hidden", None)
-    return h if isinstance(h, torch.Tensor) and h.dim() == 2 and h.shape[0] == r else None
+    if not isinstance(h, torch.Tensor) or h.dim() != 2:
+        return None
+    start = reply.extras.get("img_start")
+    if start is None:
+        return h if h.shape[0] == r else None
+    return h[start:start + r] if 0 <= start and start + r <= h.shape[0] else None
 
 
 def _name(request, k: int) -> str:
@@ -76,7 +85,7 @@ class StickerHead:
 
 
 def build_head(pipeline, cfg) -> StickerHead:
-    """The head ``cfg.sticker`` describes: trained modules from ``sticker.modules`` (or ``<train.out>/sticker``),
+    """The head ``cfg.sticker`` describes: trained modules from ``sticker.modules`` (or ``<run folder>/sticker``),
     the library ``sticker.library`` (its encoder fingerprint checked against the run's), SD from ``sticker.sd_path``."""
     from elmd.heads.sticker.diffusion import StickerDiffusion
     from elmd.heads.sticker.head_model import StickerModules
@@ -84,7 +93,8 @@ def build_head(pipeline, cfg) -> StickerHead:
 
     sc = cfg.sticker.validate()
     device = str(getattr(pipeline, "device", "cpu"))
-    modules = StickerModules.load(sc.modules or Path(cfg.train.out) / "sticker", device=device).eval()
+    run = Path(getattr(pipeline, "folder", None) or cfg.train.out)
+    modules = StickerModules.load(sc.modules or run / "sticker", device=device).eval()
     modules.cfg = modules.cfg.replace(backend=sc.backend, top_k=sc.top_k, emotion_mode=sc.emotion_mode,
                                       exclude_shown=sc.exclude_shown)
     library = None
