@@ -3,7 +3,7 @@ Scratch", ACL 2024; built on GILL, Koh et al., NeurIPS 2023): the reply comes wi
 matches its emotion, retrieved from a library or generated with Stable Diffusion.
 
 Modules: :mod:`.config` (StickerConfig), :mod:`.draw` (the bundled sticker set), :mod:`.library`
-(stickers.jsonl), :mod:`.data` (stickers on dialogue turns), :mod:`.encoders` (frozen image encoders),
+(stickers.jsonl), :mod:`.tokens` (the ``[IMG]`` run), :mod:`.data` (stickers on dialogue turns), :mod:`.encoders` (frozen image encoders),
 :mod:`.index` (the embedded library), :mod:`.select` (top-k choice), :mod:`.modules` (retrieval
 projection, InfoNCE, feature mapper, MSE), :mod:`.head_model` (the trainable part of stage `sticker`),
 :mod:`.diffusion` (Stable Diffusion), :mod:`.backends` (retrieve / generate / rag), :mod:`.head` (the
