@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import torch
@@ -19,12 +21,15 @@ from elmd.data.labels import LabelSet, label_set_from_config
 from elmd.errors import ElmdError
 from elmd.models.pooling import num_video_tokens
 
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
 
-def labels_of(cfg) -> LabelSet:
+
+def labels_of(cfg: ELMDConfig) -> LabelSet:
     return label_set_from_config(cfg.data.labels, cfg.data.label_names)
 
 
-def open_index(cfg):
+def open_index(cfg: ELMDConfig):
     """The demonstration index at ``index.path`` (its own encoder; another one is refused)."""
     from retrieval.index import DemonstrationIndex
 
@@ -36,7 +41,7 @@ def open_index(cfg):
     return index
 
 
-def check_index_variant(cfg, meta: dict, path) -> None:
+def check_index_variant(cfg: ELMDConfig, meta: dict, path) -> None:
     """Under ``retrieval.ert=false`` / ``retrieval.ssc=false`` (the w/o ERT / w/o SSC ablations) the
     index must not come from a retriever trained with that component (its label says '+ERT' / '+SSC')."""
     label = meta.get("encoder", {}).get("label", "")
@@ -98,6 +103,6 @@ class FeatureStore:
         return self._shape[-1] if self._shape else self.source.encoder.q_dim
 
 
-def video_tokens(cfg) -> int:
+def video_tokens(cfg: ELMDConfig) -> int:
     """Video positions per prompt: m + Q, or 0 under ``vision.use_video=false``."""
     return num_video_tokens(cfg.vision.num_frames, cfg.vision.num_query_tokens) if cfg.vision.use_video else 0

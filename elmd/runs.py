@@ -20,6 +20,8 @@ before this format (paths relative to the directory they were trained in) still 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import copy
 import json
 import os
@@ -28,6 +30,9 @@ from pathlib import Path
 import torch
 
 from elmd.errors import ElmdError
+
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
 
 FORMAT = 2
 """``meta.json``'s ``format``: 2 = portable paths + ``modules`` (1 = earlier folders)."""
@@ -40,12 +45,12 @@ MAX_UP = 2
 """Paths at most this many levels above the folder are stored relative to it."""
 
 
-def _get(cfg, dotted: str):
+def _get(cfg: ELMDConfig, dotted: str):
     section, key = dotted.split(".")
     return getattr(getattr(cfg, section), key)
 
 
-def _set(cfg, dotted: str, value) -> None:
+def _set(cfg: ELMDConfig, dotted: str, value) -> None:
     section, key = dotted.split(".")
     setattr(getattr(cfg, section), key, value)
 
@@ -68,7 +73,7 @@ def resolve_path(value: str, folder: Path) -> str:
     return value
 
 
-def portable_config(cfg, folder: str | Path):
+def portable_config(cfg: ELMDConfig, folder: str | Path):
     """A copy of ``cfg`` with its :data:`PATH_KEYS` written for ``folder`` (see the module docstring)."""
     out = copy.deepcopy(cfg)
     for key in PATH_KEYS:
@@ -76,7 +81,7 @@ def portable_config(cfg, folder: str | Path):
     return out
 
 
-def resolved_config(cfg, folder: str | Path):
+def resolved_config(cfg: ELMDConfig, folder: str | Path):
     """``cfg`` read from ``folder``'s config.yaml with its folder-relative paths resolved (in place)."""
     for key in PATH_KEYS:
         _set(cfg, key, resolve_path(_get(cfg, key), Path(folder)))

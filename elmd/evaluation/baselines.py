@@ -19,12 +19,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import random
 from dataclasses import replace
 
 import torch
 
 from elmd.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
 
 BASELINES = ("none", "text-only", "single-frame", "retrieval-only")
 """``none`` = the checkpoint as trained (ELMD itself)."""
@@ -69,7 +74,7 @@ def baseline_pipeline(checkpoint, name: str, overrides=(), pipeline=None):
     return pipe
 
 
-def mismatch_warnings(trained_cfg, cfg, name: str) -> list[str]:
+def mismatch_warnings(trained_cfg: ELMDConfig, cfg: ELMDConfig, name: str) -> list[str]:
     """Where the checkpoint was trained with video / demonstrations that the baseline's prompt lacks."""
     out = []
     if trained_cfg.vision.use_video and not cfg.vision.use_video:

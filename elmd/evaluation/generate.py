@@ -19,6 +19,8 @@ checkpoint, the config, the baseline and the counts. Rows: :mod:`elmd.inference.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import os
 import sys
@@ -26,6 +28,9 @@ import time
 from pathlib import Path
 
 from elmd.errors import DataError, ElmdError
+
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
 
 SETTINGS = ("checkpoint", "data", "baseline", "generate", "heads")
 """Meta fields that must match for a resume to append to an existing file."""
@@ -177,7 +182,7 @@ def _generate_rows(pipe, todo, out: Path, baseline: str, progress: bool) -> int:
     return tokens
 
 
-def _cfg_dict(cfg) -> dict:
+def _cfg_dict(cfg: ELMDConfig) -> dict:
     from elmd.config import config_to_dict
 
     return config_to_dict(cfg)

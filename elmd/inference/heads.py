@@ -9,9 +9,12 @@ absolute). Heads never change ``response`` / ``emotion``; they are registered by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from elmd.inference.reply import Reply, Request
+
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
 
 
 class Head(Protocol):
@@ -33,7 +36,7 @@ def register_head(name: str, target: str) -> None:
     HEADS[name] = target
 
 
-def build_head(name: str, pipeline, cfg) -> Head:
+def build_head(name: str, pipeline, cfg: ELMDConfig) -> Head:
     """The head called ``name`` for ``pipeline`` (a :class:`~elmd.inference.pipeline.Pipeline`)."""
     import importlib
 

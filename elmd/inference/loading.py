@@ -8,6 +8,8 @@ the earlier format (no ``modules``) are read from their config and tensor shapes
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import torch
@@ -15,6 +17,9 @@ import torch
 from elmd.errors import ElmdError
 from elmd.runs import load_trainable, read_meta, run_config
 from elmd.stages import get_stage
+
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -28,7 +33,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return torch.device(name)
 
 
-def load_model(folder: str | Path, device: str | torch.device = "cpu", cfg=None):
+def load_model(folder: str | Path, device: str | torch.device = "cpu", cfg: ELMDConfig | None = None):
     """``(model, tokenizer, cfg)`` of a stage output: the ELMDModel in eval mode on ``device``.
 
     ``cfg``: the folder's config (:func:`elmd.runs.run_config`, overrides applied) when already read.

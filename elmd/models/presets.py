@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import torch
@@ -22,6 +24,9 @@ from elmd.models.config import LLMConfig
 from elmd.models.elmd_model import ELMDModel
 from elmd.models.glm import load_glm, random_glm, resolve_dtype, tiny_config
 from elmd.models.tokenizer import ChatGLMTokenizer, train_tiny_tokenizer
+
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
 
 PRESETS = ("tiny", "chatglm2-6b")
 TINY_TOKENIZER = "tiny_tokenizer-{hash}.model"
@@ -35,7 +40,7 @@ def _download_hint(llm: LLMConfig) -> str:
             f"llm.tokenizer={src}/tokenizer.model")
 
 
-def check_preset(cfg) -> None:
+def check_preset(cfg: ELMDConfig) -> None:
     """Fail at once (ElmdError) when a preset's weights are not on disk. ``cfg``: ELMDConfig."""
     llm = cfg.llm
     if llm.preset not in PRESETS:
@@ -72,7 +77,7 @@ def tiny_tokenizer(texts, cache_file: str | Path, vocab_size: int = 2000) -> Cha
     return ChatGLMTokenizer(cache_file)
 
 
-def load_tokenizer(cfg) -> ChatGLMTokenizer:
+def load_tokenizer(cfg: ELMDConfig) -> ChatGLMTokenizer:
     """The preset's tokenizer (tiny: cached beside ``data.train``, trained on its texts when absent)."""
     check_preset(cfg)
     if cfg.llm.preset == "chatglm2-6b" or cfg.llm.tokenizer:
@@ -91,7 +96,7 @@ def _dialogue_texts(path: Path) -> list[str]:
     return [t.text for d in dialogues for t in d.turns] + [d.background for d in dialogues if d.background]
 
 
-def load_llm(cfg, tokenizer: ChatGLMTokenizer) -> torch.nn.Module:
+def load_llm(cfg: ELMDConfig, tokenizer: ChatGLMTokenizer) -> torch.nn.Module:
     """The frozen-to-be ``GlmForCausalLM`` of the preset, in ``llm.dtype``, in eval mode."""
     check_preset(cfg)
     dtype = resolve_dtype(cfg.llm.dtype)
@@ -104,7 +109,7 @@ def load_llm(cfg, tokenizer: ChatGLMTokenizer) -> torch.nn.Module:
     return model
 
 
-def build_elmd_model(cfg, tokenizer: ChatGLMTokenizer, q_dim: int) -> ELMDModel:
+def build_elmd_model(cfg: ELMDConfig, tokenizer: ChatGLMTokenizer, q_dim: int) -> ELMDModel:
     """Frozen LLM + a fresh VideoProjector (q_dim -> hidden) seeded with ``train.seed``."""
     from elmd.models.pooling import VideoProjector
 

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -30,8 +32,11 @@ from elmd.errors import DataError, ElmdError
 from elmd.models.prompt import IGNORE, collate, encode_sample
 from elmd.resources import FeatureStore, labels_of, open_index, video_tokens  # noqa: F401  (shared with inference)
 
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
 
-def load_split(cfg, split: str, labels: LabelSet) -> list[Sample]:
+
+def load_split(cfg: ELMDConfig, split: str, labels: LabelSet) -> list[Sample]:
     """Samples of ``data.<split>`` (at most ``data.max_samples``); an empty split is an error."""
     path = getattr(cfg.data, split)
     samples = read_samples(path, labels, cfg.data.max_samples)
@@ -41,7 +46,7 @@ def load_split(cfg, split: str, labels: LabelSet) -> list[Sample]:
     return samples
 
 
-def retrieve_demonstrations(cfg, samples: list[Sample], labels: LabelSet, index=None) -> list[str]:
+def retrieve_demonstrations(cfg: ELMDConfig, samples: list[Sample], labels: LabelSet, index=None) -> list[str]:
     """Part R of every sample ('' for all under ``prompt.use_demonstration=false``)."""
     if not cfg.prompt.use_demonstration:
         return [""] * len(samples)
@@ -69,7 +74,7 @@ class Split:
         return sum(sum(1 for t in self.encoded[i]["labels"] if t != IGNORE) for i in idx)
 
 
-def encode_split(cfg, name: str, samples: list[Sample], demos: list[str], tokenizer, labels: LabelSet,
+def encode_split(cfg: ELMDConfig, name: str, samples: list[Sample], demos: list[str], tokenizer, labels: LabelSet,
                  stage: str) -> Split:
     n_video = video_tokens(cfg)
     encoded = [encode_sample(s, d, tokenizer, labels, stage, n_video, cfg.prompt) for s, d in zip(samples, demos)]
@@ -77,7 +82,7 @@ def encode_split(cfg, name: str, samples: list[Sample], demos: list[str], tokeni
     return Split(name, samples, encoded, videos, demos)
 
 
-def prepare_split(cfg, name: str, tokenizer, labels: LabelSet, stage: str, index=None, max_samples: int = 0) -> Split:
+def prepare_split(cfg: ELMDConfig, name: str, tokenizer, labels: LabelSet, stage: str, index=None, max_samples: int = 0) -> Split:
     """Read, retrieve demonstrations for and encode split ``name`` ('train' / 'valid')."""
     samples = load_split(cfg, name, labels)
     if max_samples > 0:
@@ -121,7 +126,7 @@ def _split_even(items: list[int], parts: int) -> list[list[int]]:
     return out
 
 
-def fingerprints(cfg) -> dict:
+def fingerprints(cfg: ELMDConfig) -> dict:
     """What the run's inputs were: data files' sha256, the index's and the feature cache's identity."""
     from elmd.io import file_sha256
 

@@ -13,6 +13,8 @@ The output folder loads back with one call: :func:`elmd.inference.load`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 from elmd.errors import ElmdError
@@ -21,10 +23,13 @@ from elmd.runs import read_meta
 from elmd.training.session import Session, open_session, run
 from elmd.training.session import validate as _validate
 
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
+
 STAGE = "eerg"
 
 
-def rep_dir(cfg) -> Path:
+def rep_dir(cfg: ELMDConfig) -> Path:
     return Path(cfg.train.rep_dir) if cfg.train.rep_dir else Path(cfg.train.out) / "rep"
 
 
@@ -53,7 +58,7 @@ def load_rep_linear(s: Session, folder: Path) -> dict:
     return meta
 
 
-def setup(cfg, out: str | Path | None = None, encoder=None, show_progress: bool = True) -> Session:
+def setup(cfg: ELMDConfig, out: str | Path | None = None, encoder=None, show_progress: bool = True) -> Session:
     """Session with the prefix attached and the Linear initialised from rep (unless w/o REP)."""
     folder = rep_dir(cfg)
     if cfg.train.init_from_rep:
@@ -75,7 +80,7 @@ def validate(s: Session) -> dict:
     return _validate(s)
 
 
-def train_eerg(cfg, out: str | Path | None = None, resume: bool = False, encoder=None, show_progress: bool = True) -> dict:
+def train_eerg(cfg: ELMDConfig, out: str | Path | None = None, resume: bool = False, encoder=None, show_progress: bool = True) -> dict:
     s = setup(cfg, out, encoder, show_progress)
     meta = fit(s, resume, show_progress)
     meta["out"] = str(s.out)

@@ -14,15 +14,20 @@ which can do no better than the label prior.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 from elmd.training.session import Session, open_session, run
 from elmd.training.session import validate as _validate
 
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
+
 STAGE = "rep"
 
 
-def setup(cfg, out: str | Path | None = None, encoder=None, show_progress: bool = True) -> Session:
+def setup(cfg: ELMDConfig, out: str | Path | None = None, encoder=None, show_progress: bool = True) -> Session:
     """Frozen LLM + a fresh video Linear (seeded), demonstrations, encoded splits, video features."""
     s = open_session(cfg, STAGE, out, encoder, show_progress)
     for name, p in s.model.named_parameters():
@@ -40,7 +45,7 @@ def validate(s: Session) -> dict:
     return _validate(s)
 
 
-def train_rep(cfg, out: str | Path | None = None, resume: bool = False, encoder=None, show_progress: bool = True) -> dict:
+def train_rep(cfg: ELMDConfig, out: str | Path | None = None, resume: bool = False, encoder=None, show_progress: bool = True) -> dict:
     s = setup(cfg, out, encoder, show_progress)
     meta = fit(s, resume, show_progress)
     meta["out"] = str(s.out)

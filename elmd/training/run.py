@@ -16,9 +16,14 @@ Ablations are config switches (:data:`ABLATIONS`), applied on top of the config:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 from elmd.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
 
 ABLATIONS = {
     "wo_erm": ["prompt.use_demonstration=false"],
@@ -29,7 +34,7 @@ ABLATIONS = {
 }
 
 
-def ablation_overrides(cfg, ablation: str | None) -> list[str]:
+def ablation_overrides(cfg: ELMDConfig, ablation: str | None) -> list[str]:
     """The ``key=value`` overrides of an ablation (``None`` / 'none' = the full model)."""
     if not ablation or ablation == "none":
         return []
@@ -38,14 +43,14 @@ def ablation_overrides(cfg, ablation: str | None) -> list[str]:
     return [o.format(index=cfg.index.path) for o in ABLATIONS[ablation]]
 
 
-def apply_ablation(cfg, ablation: str | None):
+def apply_ablation(cfg: ELMDConfig, ablation: str | None):
     """``cfg`` with the ablation's switches set (a new object; ``cfg`` is not changed)."""
     from elmd.config import with_overrides
 
     return with_overrides(cfg, ablation_overrides(cfg, ablation), f"ablation '{ablation}'")
 
 
-def train(cfg, stage: str, out: str | Path | None = None, resume: bool = False, ablation: str | None = None,
+def train(cfg: ELMDConfig, stage: str, out: str | Path | None = None, resume: bool = False, ablation: str | None = None,
           show_progress: bool = True) -> dict:
     """Run one stage of the registry (:mod:`elmd.stages`): setup -> fit -> validate each epoch ->
     output folder; returns its meta."""

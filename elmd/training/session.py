@@ -15,6 +15,8 @@ Validation accuracy is the argmax over the label set's words of log P(word | pro
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,9 @@ from elmd.training.data import FeatureStore, Split, fingerprints, labels_of, mak
 from elmd.training.dist import DistInfo, all_reduce_sum, barrier, init_distributed
 from elmd.training.loop import LoopSpec, TargetTokenLoss, fit, target_token_loss
 from elmd.training.metrics_log import plot_curves
+
+if TYPE_CHECKING:  # annotations only
+    from elmd.config import ELMDConfig
 
 
 @dataclass
@@ -57,12 +62,12 @@ class Session:
         return max(1, -(-self.cfg.train.batch_size // (self.info.world_size * self.cfg.train.grad_accum)))
 
 
-def stage_out(cfg, stage: str, out: str | Path | None = None) -> Path:
+def stage_out(cfg: ELMDConfig, stage: str, out: str | Path | None = None) -> Path:
     """The stage's output folder: ``out`` when given, else ``train.out``/STAGE."""
     return Path(out) if out else Path(cfg.train.out) / stage
 
 
-def open_session(cfg, stage: str, out: str | Path | None = None, encoder=None, show_progress: bool = True) -> Session:
+def open_session(cfg: ELMDConfig, stage: str, out: str | Path | None = None, encoder=None, show_progress: bool = True) -> Session:
     """Tokenizer, frozen LLM + fresh projector, demonstrations, encoded splits and the video
     features of every sample (cache read / filled once), on this process's device."""
     from elmd.models.presets import build_elmd_model, load_tokenizer

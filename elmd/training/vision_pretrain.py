@@ -26,6 +26,8 @@ is still for stage rep to learn. The result is an ordinary BLIP-2 folder (``conf
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import math
 import time
@@ -37,6 +39,9 @@ import torch
 from tqdm import tqdm
 
 from elmd.io import atomic_dir, atomic_write_json
+
+if TYPE_CHECKING:  # annotations only
+    from elmd.models.config import VisionPretrainConfig
 
 ATTRIBUTES = ("mouth_curve", "mouth_open", "mouth_width", "brow_raise", "brow_tilt", "eye_open", "lip_raise",
               "nose_wrinkle", "teeth")
@@ -50,7 +55,7 @@ def attribute_ranges() -> dict[str, tuple[float, float]]:
             for a in ATTRIBUTES}
 
 
-def render_frames(n: int, cfg, split: str, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def render_frames(n: int, cfg: VisionPretrainConfig, split: str, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` frames of new people: uint8 ``[n, S, S, 3]`` (S = ``cfg.render_size``) and their
     attributes ``[n, len(ATTRIBUTES)]`` scaled to [0, 1] by :func:`attribute_ranges`.
     ``cfg``: :class:`~elmd.models.config.VisionPretrainConfig`; deterministic in (cfg.seed, split)."""
