@@ -56,6 +56,9 @@ class RetrieverConfig:
     """AdamW learning rate of the freshly initialised emotion head (a linear layer)."""
     emotion_weight: float = 1.0
     """Weight of the emotion head's cross-entropy in the training loss."""
+    emotion_all_turns: bool = True
+    """Also train the emotion head on the labelled responses r of the training samples that are not
+    an utterance u of another sample (every labelled turn of the training dialogues, not only u)."""
     class_balanced: bool = True
     """Weight the emotion head's cross-entropy by inverse class frequency (per-class recall
     matters for macro agreement; false = plain cross-entropy)."""

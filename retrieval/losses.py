@@ -130,9 +130,10 @@ class RetrievalLoss(nn.Module):
         self.l_emo = emotion if ert else None
 
     def forward(self, z: torch.Tensor, h: torch.Tensor | None = None, emotions: torch.Tensor | None = None,
-                logits: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                logits: torch.Tensor | None = None, extra: tuple | None = None) -> dict[str, torch.Tensor]:
         """``z``: search representations ``(B, G, D)``; ``h``: raw sub-vectors ``(B, G, s, w)``;
-        ``emotions``: ``(B, G)`` class ids; ``logits``: the emotion head's ``(B*G, C)``."""
+        ``emotions``: ``(B, G)`` class ids; ``logits``: the emotion head's ``(B*G, C)``; ``extra``:
+        ``(logits (M, C), class ids (M,))`` of further labelled texts for the emotion head."""
         out = {}
         if self.ert:
             out["l_e"] = self.l_e(z, emotions)
@@ -141,6 +142,9 @@ class RetrievalLoss(nn.Module):
                 raise ValueError("SSC is on but no sub-vectors were given")
             out["l_c"] = self.l_c(h)
         if self.l_emo is not None and logits is not None:
-            out["l_emo"] = self.l_emo(logits, emotions.reshape(-1))
+            target = emotions.reshape(-1)
+            if extra is not None:  # more labelled texts for the emotion head only
+                logits, target = torch.cat([logits, extra[0]]), torch.cat([target, extra[1]])
+            out["l_emo"] = self.l_emo(logits, target)
         out["loss"] = self.lam * out.get("l_e", 0.0) + out.get("l_c", 0.0) + self.mu * out.get("l_emo", 0.0)
         return out

@@ -25,7 +25,8 @@ elmd data make-videos --data data/sample/dialogues.jsonl
 step "2. canonical splits -> $RUN/data"
 elmd data prepare --format jsonl --input data/sample/dialogues.jsonl --out "$RUN/data" "${Q[@]}" 2>/dev/null
 
-step "3. emotional retriever (ERT + SSC) -> $RUN/retriever, demonstration index -> $RUN/index"
+step "3. emotional retriever (ERT + SSC + emotion head; search scoring tuned on valid) -> $RUN/retriever,
+   demonstration index (emotion-aware scoring stored in its meta.json) -> $RUN/index"
 elmd retriever train --out "$RUN/retriever" "${T[@]}" 2>/dev/null
 elmd index build --retriever "$RUN/retriever" --out "$RUN/index" "${T[@]}" 2>/dev/null
 

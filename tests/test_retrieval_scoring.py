@@ -176,3 +176,20 @@ def test_prior_adjustment_hand_computed():
     ok = np.ones((1, 2), dtype=bool)
     assert rank(cos, lab, ok, arr([[0.4, 0.6]]), Scoring("filter", 0, 10), 2)[0].tolist() == [[0, 1]]
     assert rank(cos, lab, ok, arr([[0.4, 0.6]]), Scoring("filter", 0, 10, 1.0), 2, prior)[0].tolist() == [[1, 0]]
+
+
+def test_emotion_head_extra_turns_and_loss():
+    from elmd.data.schema import Sample, Turn
+    from retrieval.losses import EmotionLoss, RetrievalLoss
+    from retrieval.train import _extra_turns
+
+    # a dialogue a -> b -> c: samples (a, b) and (b, c); c is a labelled turn that no sample has as u
+    s1 = Sample("d#0", "d", "s", "", [], Turn("A", "a", "happy"), Turn("B", "b", "sad"))
+    s2 = Sample("d#1", "d", "s", "", [], Turn("B", "b", "sad"), Turn("A", "c", "anger"))
+    assert _extra_turns([s1, s2], ["happy", "sad", "anger"]) == (["c"], [2])
+    z = torch.nn.functional.normalize(torch.randn(1, 3, 4), dim=-1)
+    logits, emo = torch.randn(3, 3), torch.tensor([[0, 0, 1]])
+    extra = (torch.randn(2, 3), torch.tensor([2, 1]))
+    out = RetrievalLoss(0.5, ssc=False, emotion=EmotionLoss())(z, None, emo, logits, extra)
+    want = torch.nn.functional.cross_entropy(torch.cat([logits, extra[0]]), torch.tensor([0, 0, 1, 2, 1]))
+    assert out["l_emo"].item() == pytest.approx(want.item(), rel=1e-6)
