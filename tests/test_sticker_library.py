@@ -182,3 +182,18 @@ def test_open_clip_encoder_is_lazy_and_wrapped(monkeypatch, tmp_path, drawn):
     v = enc.encode([np.full((20, 20, 3), 255, np.uint8), open_image(drawn / "images/frog-sad-down.png")])
     assert v.shape == (2, 3) and np.allclose(v[0], 1 / np.sqrt(3)) and np.allclose(np.linalg.norm(v, axis=1), 1)
     assert enc.fingerprint.startswith("open_clip-") and enc.fingerprint != OpenClipImageEncoder("ViT-B", ckpt).fingerprint
+
+
+def test_image_modes_are_read_as_rgb(tmp_path, encoder):
+    from PIL import Image
+
+    Image.new("L", (30, 20), 128).save(tmp_path / "gray.png")
+    Image.new("RGBA", (20, 20), (255, 0, 0, 0)).save(tmp_path / "clear.png")  # fully transparent -> white
+    Image.new("P", (20, 20), 3).save(tmp_path / "pal.gif")
+    Image.new("CMYK", (20, 20), (0, 0, 0, 0)).save(tmp_path / "cmyk.jpg")
+    assert open_image(tmp_path / "clear.png")[0, 0].tolist() == [255, 255, 255]
+    assert open_image(tmp_path / "gray.png", 16).shape == (16, 16, 3)
+    rows = [{"id": p.stem, "image": p.name, "emotion": "neutral"} for p in sorted(tmp_path.glob("*.*"))]
+    meta = _rows(tmp_path, rows)
+    rep = build_library(tmp_path, meta, tmp_path / "lib", encoder)
+    assert rep.size == 4 and np.isfinite(StickerLibrary.load(tmp_path / "lib").vectors).all()
