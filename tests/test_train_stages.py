@@ -103,15 +103,24 @@ def test_gradient_checkpointing_and_a_bf16_llm_keep_training_exact_and_fp32(trai
         meta = rep.fit(s, show_progress=False)
         return s, {k: v.clone() for k, v in s.model.trainable_state_dict().items()}, meta
 
+    from elmd.models.grad_ckpt import checkpointing_enabled
+
     _, base, _ = run_rep()
     s, ckpt, _ = run_rep("train.gradient_checkpointing=true")
-    assert s.model.llm.is_activation_checkpointing and s.model.llm.model.layers[0].training  # really recomputed
+    assert checkpointing_enabled(s.model.llm)  # really recomputed
     assert all(torch.equal(base[k], ckpt[k]) for k in base)  # recomputation changes nothing
     s, half, meta = run_rep("llm.dtype=bfloat16")
     assert next(s.model.llm.parameters()).dtype == torch.bfloat16
     assert all(v.dtype == torch.float32 for v in half.values()) and meta["final"]["valid_loss"] < 100
-    with pytest.raises(ElmdError, match="does not work in stage eerg"):
-        eerg.setup(train_cfg("train.gradient_checkpointing=true", "train.init_from_rep=false"), show_progress=False)
+
+    def run_eerg(*extra):  # with the prefix too (it enters each checkpointed layer explicitly)
+        s = eerg.setup(train_cfg("train.eerg_epochs=1", "train.init_from_rep=false", *extra),
+                       tmp_path / ("e_" + "_".join(extra or ("base",))), show_progress=False)
+        eerg.fit(s, show_progress=False)
+        return {k: v.clone() for k, v in s.model.trainable_state_dict().items()}
+
+    plain, ckpt = run_eerg(), run_eerg("train.gradient_checkpointing=true")
+    assert all(torch.allclose(plain[k], ckpt[k], atol=1e-6) for k in plain) and "prefix.embedding.weight" in ckpt
 
 
 def test_pinned_losses_of_the_seeded_tiny_stages(runs):

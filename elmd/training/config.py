@@ -36,8 +36,9 @@ class TrainConfig:
     """Clip the global gradient norm to this (0 = no clipping). Steps whose gradient is not finite
     are skipped (counted in the log as skipped_steps)."""
     gradient_checkpointing: bool = False
-    """Recompute the frozen LLM's activations in backward (less GPU memory, ~30% slower). Stage rep
-    only: transformers discards past_key_values in checkpointed layers, where eerg's prefix lives."""
+    """Recompute the frozen LLM's activations in backward, one decoder layer at a time (less GPU
+    memory, ~30% slower); the eerg prefix is passed into each checkpointed layer
+    (:mod:`elmd.models.grad_ckpt`). `elmd plan` shows both memory figures."""
     device: str = "auto"
     """'auto' (cuda:LOCAL_RANK when CUDA is present), 'cpu' or 'cuda'."""
     save_every: int = 0

@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 from elmd.config import format_config
-from elmd.errors import ConfigError
 from elmd.io import atomic_write_bytes, atomic_write_json, file_sha256
 from elmd.models.prompt import IGNORE, collate, label_word_ids
 from elmd.runs import FORMAT, portable_config
@@ -72,7 +71,7 @@ def open_session(cfg: ELMDConfig, stage: str, out: str | Path | None = None, enc
     features of every sample (cache read / filled once), on this process's device."""
     from elmd.models.presets import build_elmd_model, load_tokenizer
 
-    spec = get_stage(stage)
+    get_stage(stage)  # an unknown stage is a one-line error before any work
     info = init_distributed(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     tokenizer, labels = load_tokenizer(cfg), labels_of(cfg)
@@ -94,12 +93,10 @@ def open_session(cfg: ELMDConfig, stage: str, out: str | Path | None = None, enc
 
         q_dim = (encoder or LazyVisualEncoder(cfg.vision)).q_dim
     model = build_elmd_model(cfg, tokenizer, q_dim).to(info.device)
-    if cfg.train.gradient_checkpointing:
-        if spec.uses_prefix:  # transformers drops the cache under checkpointing: the prefix would be lost
-            raise ConfigError(f"train.gradient_checkpointing=true does not work in stage {stage} — the p-tuning prefix "
-                              "enters as the LLM's cache, which checkpointed layers discard; set it false and "
-                              "raise train.grad_accum instead to save memory")
-        model.llm.activation_checkpointing_enable({"use_reentrant": False})
+    if cfg.train.gradient_checkpointing:  # the prefix is passed into each checkpointed layer (elmd.models.grad_ckpt)
+        from elmd.models.grad_ckpt import enable_checkpointing
+
+        enable_checkpointing(model.llm)
     return Session(cfg, stage, stage_out(cfg, stage, out), info, tokenizer, labels, model, store, train, valid)
 
 
@@ -148,11 +145,11 @@ def label_prior_accuracy(s: Session) -> float:
     return sum(x.target_emotion == top for x in s.valid.samples) / max(len(s.valid), 1)
 
 
-def train_mode(model: torch.nn.Module, gradient_checkpointing: bool) -> None:
-    """Trainable parts in train mode (prefix dropout); the frozen LLM stays in eval mode unless
-    gradient checkpointing needs its training flag (its attention dropout is 0)."""
+def train_mode(model: torch.nn.Module, gradient_checkpointing: bool = False) -> None:
+    """Trainable parts in train mode (prefix dropout); the frozen LLM stays in eval mode (its own
+    checkpointing, :mod:`elmd.models.grad_ckpt`, does not need the training flag)."""
     model.train()
-    model.llm.train(gradient_checkpointing)
+    model.llm.eval()
 
 
 def run(s: Session, lr: float, epochs: int, resume: bool = False, show_progress: bool = True,
