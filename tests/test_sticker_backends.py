@@ -163,3 +163,26 @@ def test_img_hidden_from_reply_reads_the_marked_run():
     assert img_hidden_from_reply(Reply("happy", "高兴", "好", hidden=h), 3) is None  # no mark, not exactly r rows
     assert torch.equal(img_hidden_from_reply(Reply("happy", "高兴", "好", hidden=h[:3]), 3), h[:3])
     assert img_hidden_from_reply(Reply("happy", "高兴", "好"), 3) is None
+
+
+def test_library_negatives_learn_from_a_single_sticker_reply():
+    torch.manual_seed(0)
+    cfg = CFG.replace(ret_negatives="library")
+    mods = StickerModules(cfg, hidden=16, image_dim=8, with_mapper=False)
+    lib = torch.randn(6, 8)
+    h = torch.randn(1, cfg.num_img_tokens, 16)
+    batch_only = StickerModules(CFG, hidden=16, image_dim=8, with_mapper=False)
+    assert batch_only.losses(h, lib[:1], torch.tensor([True])).ret.item() == pytest.approx(0.0, abs=1e-6)  # log 1
+    opt = torch.optim.Adam(mods.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        opt.zero_grad()
+        loss = mods.losses(h, lib[:1], torch.tensor([True]), library_vectors=lib, gold=torch.tensor([4])).ret
+        first = first if first is not None else loss.item()
+        loss.backward()
+        opt.step()
+    assert first > 1.0 and loss.item() < 0.1 * first
+    with torch.no_grad():
+        assert (mods.retrieval_embedding(h) @ mods.library_keys(lib).T).argmax().item() == 4
+    with pytest.raises(ValueError, match="library_vectors and gold"):
+        mods.losses(h, lib[:1], torch.tensor([True]))

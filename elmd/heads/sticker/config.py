@@ -38,6 +38,10 @@ class StickerConfig:
     ret_pool: str = "first"
     """Which of the k hidden states the text-side projection reads: first (GILL / PEGS keep the first
     token's projection) or mean (average of the k)."""
+    ret_negatives: str = "batch"
+    """Negatives of the retrieval loss: batch (PEGS / GILL: symmetric InfoNCE over the sticker replies of the
+    batch) or library (text -> image cross-entropy over every library sticker, the gold one as target;
+    useful when batches hold few stickers)."""
     temperature: float = 0.07
     """InfoNCE temperature tau; the logit scale is 1 / tau, fixed (PEGS: train_logit_scale=False)."""
     mapper_hidden: int = 512
@@ -94,7 +98,7 @@ class StickerConfig:
     def validate(self) -> "StickerConfig":
         """Raise :class:`ConfigError` naming the first bad key, its value and the allowed range."""
         choices = {"backend": BACKENDS, "emotion_mode": EMOTION_MODES, "image_encoder": IMAGE_ENCODERS,
-                   "ret_pool": ("first", "mean")}
+                   "ret_pool": ("first", "mean"), "ret_negatives": ("batch", "library")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 _bad(key, getattr(self, key), f"one of {', '.join(allowed)}")

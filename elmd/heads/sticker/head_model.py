@@ -20,7 +20,7 @@ from torch import nn
 
 from elmd.errors import ElmdError
 from elmd.heads.sticker.config import StickerConfig
-from elmd.heads.sticker.modules import FeatureMapper, InfoNCELoss, MapperLoss, RetrievalProjection
+from elmd.heads.sticker.modules import FeatureMapper, InfoNCELoss, LibraryInfoNCELoss, MapperLoss, RetrievalProjection
 
 WEIGHTS, META = "sticker_modules.safetensors", "sticker_modules.json"
 
@@ -46,6 +46,7 @@ class StickerModules(nn.Module):
         self.projection = RetrievalProjection(hidden, image_dim, cfg.ret_dim, cfg.ret_pool)
         self.mapper = FeatureMapper.from_config(cfg, hidden) if with_mapper else None
         self.infonce, self.mse = InfoNCELoss(cfg.temperature), MapperLoss()
+        self.library_infonce = LibraryInfoNCELoss(cfg.temperature)
 
     def split(self, img_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, r, hidden] -> ([B, k, hidden] for retrieval, [B, r - k, hidden] for the mapper)."""
@@ -69,15 +70,26 @@ class StickerModules(nn.Module):
         return self.mapper(self.split(img_hidden)[1])
 
     def losses(self, img_hidden: torch.Tensor, image_vectors: torch.Tensor, has_sticker: torch.Tensor,
-               sd_targets: torch.Tensor | None = None) -> StickerLosses:
+               sd_targets: torch.Tensor | None = None, library_vectors: torch.Tensor | None = None,
+               gold: torch.Tensor | None = None) -> StickerLosses:
         """L_ret and L_gen over the replies where ``has_sticker`` [B] is true; ``image_vectors`` [B, image_dim]
         are the gold stickers' frozen image vectors and ``sd_targets`` [B, 77, prompt_dim] the SD text
-        embeddings of their captions (None or no mapper: L_gen = 0). Rows without a sticker may hold anything."""
+        embeddings of their captions (None or no mapper: L_gen = 0). Rows without a sticker may hold anything.
+        With ``sticker.ret_negatives=library``, ``library_vectors`` [N, image_dim] and ``gold`` [B] (library
+        rows of the gold stickers) are needed instead of in-batch negatives."""
         mask = has_sticker.to(torch.bool)
         ret_h, gen_h = self.split(img_hidden)
         zero = img_hidden.sum() * 0.0
         n = int(mask.sum())
-        ret = self.infonce(self.projection.text(ret_h[mask]), self.projection.image(image_vectors[mask])) if n else zero
+        if not n:
+            ret = zero
+        elif self.cfg.ret_negatives == "library":
+            if library_vectors is None or gold is None:
+                raise ValueError("sticker.ret_negatives=library needs library_vectors and gold")
+            t = self.projection.text(ret_h[mask])
+            ret = self.library_infonce(t, self.library_keys(library_vectors), gold.to(t.device)[mask])
+        else:
+            ret = self.infonce(self.projection.text(ret_h[mask]), self.projection.image(image_vectors[mask]))
         gen = zero
         if self.mapper is not None and sd_targets is not None and n:
             gen = self.mse(self.mapper(gen_h[mask]), sd_targets[mask].to(gen_h.device))

@@ -90,6 +90,22 @@ class InfoNCELoss(nn.Module):
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
 
+class LibraryInfoNCELoss(nn.Module):
+    """Text -> image InfoNCE against a whole sticker library: ``CE(scale * t @ keys.T, gold)``.
+
+    ``t`` [B, D] unit text embeddings, ``keys`` [N, D] unit embeddings of every library sticker,
+    ``gold`` [B] the library row of each reply's sticker. Every other sticker is a negative, so a
+    batch with one sticker reply still learns (in-batch InfoNCE is 0 for a batch of one).
+    """
+
+    def __init__(self, temperature: float = 0.07):
+        super().__init__()
+        self.register_buffer("logit_scale", torch.tensor(1.0 / temperature), persistent=False)
+
+    def forward(self, t: torch.Tensor, keys: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.logit_scale * t.float() @ keys.float().t(), gold.to(t.device))
+
+
 class FeatureMapper(nn.Module):
     """``[B, r-k, hidden]`` hidden states -> ``[B, num_queries, out_dim]`` SD prompt embeddings.
 
