@@ -8,6 +8,8 @@ The LLM emits ``[IMG1..r]`` after its text. Following PEGS (``model/pegs/model/p
   library's image vectors (image side, PEGS / GILL ``visual_fc``) into one ``ret_dim`` space;
 * :class:`InfoNCELoss` is the symmetric contrastive loss between the two (text -> image and
   image -> text cross-entropy over the batch, averaged), with the logit scale fixed at 1 / 0.07;
+* :class:`LibraryInfoNCELoss` is the text -> image variant against the whole library (an option,
+  ``sticker.ret_negatives=library``, for batches that hold few stickers);
 * :class:`FeatureMapper` (GILL's ``gill_mapper``, PEGS's ``OutputProjectionLayer``) turns the
   hidden states of the other r - k tokens into a ``77 x prompt_dim`` Stable Diffusion prompt
   embedding: Linear -> 4+4-layer ``nn.Transformer`` (pre-norm, no dropout) whose decoder reads 77
