@@ -170,3 +170,10 @@ def test_a_registered_head_fills_extras_and_its_fields_join_the_rows(gen_run, pi
             pipe.with_heads(["nope"])
     finally:
         HEADS.pop("echo", None)
+
+
+def test_on_token_streams_each_requests_tokens_in_order(pipe, requests):
+    seen = {0: [], 1: []}
+    replies = pipe.respond_batch(requests[:2], on_token=lambda i, t: seen[i].append(t))
+    assert [seen[0], seen[1]] == [r.token_ids for r in replies]
+    assert pipe.tokenizer.decode([t for t in seen[0] if t != pipe.tokenizer.eos_id]) == replies[0].raw_text

@@ -128,8 +128,11 @@ class Pipeline:
         return self.respond_batch([Request(utterance, tuple(history), video, background, seed, **request)])[0]
 
     def respond_batch(self, requests: Sequence[Request], demonstrations: Sequence[str] | None = None,
-                      output_hidden: bool = False) -> list[Reply]:
-        """Answer many turns: one retrieval, then one batched decode per group of equal settings."""
+                      output_hidden: bool = False, on_token: Callable[[int, int], None] | None = None) -> list[Reply]:
+        """Answer many turns: one retrieval, then one batched decode per group of equal settings.
+
+        ``on_token(i, token_id)`` is called for every token request ``i`` generates, as it is
+        generated (eos included; streaming: decode the ids so far with ``self.tokenizer``)."""
         requests = list(requests)
         demos = list(demonstrations) if demonstrations is not None else self.demonstrations(requests)
         replies: list[Reply | None] = [None] * len(requests)
@@ -137,21 +140,28 @@ class Pipeline:
         for i, r in enumerate(requests):
             groups.setdefault(self.settings(r), []).append(i)
         for settings, idx in groups.items():
-            outs = self._decode([requests[i] for i in idx], [demos[i] for i in idx], settings, output_hidden)
+            hook = None
+            if on_token is not None:
+                def hook(step, tokens, finished, idx=idx, done=[False] * len(idx)):  # noqa: B006  (per group)
+                    for b, t in enumerate(tokens.tolist()):
+                        if not done[b]:
+                            on_token(idx[b], t)
+                            done[b] = bool(finished[b])
+            outs = self._decode([requests[i] for i in idx], [demos[i] for i in idx], settings, output_hidden, hook)
             for i, reply in zip(idx, outs):
                 replies[i] = reply
         for head in self.heads:
             head.apply(replies, requests, self._media())
         return replies
 
-    def _decode(self, requests, demos, settings: DecodeSettings, output_hidden: bool) -> list[Reply]:
+    def _decode(self, requests, demos, settings: DecodeSettings, output_hidden: bool, on_tokens=None) -> list[Reply]:
         from elmd.models.prompt import parse_output
 
         encoded = [self.encode(r, d) for r, d in zip(requests, demos)]
         batch = self.batch(encoded, requests)
         seeds = [self.cfg.generate.seed if r.seed is None else r.seed for r in requests]
         gens = None if settings.greedy else generators_for(seeds, self.device)
-        out = decode(self.model, batch, settings, gens, output_hidden=output_hidden)
+        out = decode(self.model, batch, settings, gens, output_hidden=output_hidden, on_tokens=on_tokens)
         replies = []
         for b, (row, n) in enumerate(zip(out.tokens.tolist(), out.lengths)):
             ids = [t for t in row[:n] if t != settings.eos_id]

@@ -16,6 +16,9 @@ class LLMConfig:
     a SentencePiece model trained in-process on data.train's texts, cached beside it."""
     dtype: str = "float32"
     """dtype of the frozen LLM: float32 (CPU), bfloat16 or float16 (GPU)."""
+    tiny_vocab_size: int = 0
+    """Pieces of the in-process tiny tokenizer; 0 = sized to the data: at least 2000 and enough for
+    every distinct character of the training text + SentencePiece's 256 byte pieces + 500."""
 
 
 @dataclass

@@ -30,6 +30,21 @@ if TYPE_CHECKING:  # annotations only
 
 PRESETS = ("tiny", "chatglm2-6b")
 TINY_TOKENIZER = "tiny_tokenizer-{hash}.model"
+TINY_VOCAB = 2000
+"""The tiny tokenizer's vocabulary when the data needs no more (its cache name then has no size)."""
+
+
+def tiny_vocab_size(texts: list[str], requested: int = 0) -> int:
+    """``requested`` when > 0, else the vocabulary the texts need (see ``llm.tiny_vocab_size``).
+
+    SentencePiece with character coverage 1.0 needs a piece per distinct character, plus its 256
+    byte-fallback pieces and the 3 control pieces; the template's strings are added here too."""
+    if requested > 0:
+        return requested
+    from elmd.models.prompt import template_strings
+
+    chars = {c for t in list(texts) + template_strings() for c in t if not c.isspace()}
+    return max(TINY_VOCAB, len(chars) + 256 + 3 + 500)
 
 
 def _download_hint(llm: LLMConfig) -> str:
@@ -64,7 +79,7 @@ def _tokenizer_file(llm: LLMConfig) -> Path:
     return Path(llm.tokenizer) if llm.tokenizer else Path(llm.path) / "tokenizer.model"
 
 
-def tiny_tokenizer(texts, cache_file: str | Path, vocab_size: int = 2000) -> ChatGLMTokenizer:
+def tiny_tokenizer(texts, cache_file: str | Path, vocab_size: int = TINY_VOCAB) -> ChatGLMTokenizer:
     """The tiny SentencePiece tokenizer: read from ``cache_file``, trained on ``texts`` when absent."""
     cache_file = Path(cache_file)
     if not cache_file.exists():
@@ -85,8 +100,10 @@ def load_tokenizer(cfg: ELMDConfig) -> ChatGLMTokenizer:
     train = Path(cfg.data.train)
     if not train.exists():
         raise ElmdError(f"{train}: data.train not found — run `elmd data prepare` first or set data.train")
-    cache = train.parent / TINY_TOKENIZER.format(hash=file_sha256(train)[:12])
-    return tiny_tokenizer(lambda: _dialogue_texts(train), cache)
+    texts = _dialogue_texts(train)
+    size = tiny_vocab_size(texts, cfg.llm.tiny_vocab_size)
+    key = file_sha256(train)[:12] + ("" if size == TINY_VOCAB else f"-v{size}")
+    return tiny_tokenizer(texts, train.parent / TINY_TOKENIZER.format(hash=key), size)
 
 
 def _dialogue_texts(path: Path) -> list[str]:
