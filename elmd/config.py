@@ -20,7 +20,7 @@ import yaml
 
 # the generic YAML machinery is re-exported: elmd.config.format_config / save_config / config_to_dict
 from elmd.configio import (_apply_dict, _set_path, config_to_dict, field_docs, format_config,  # noqa: F401
-                           save_config)
+                           save_config, validate_config)
 from elmd.data.config import DataConfig
 from elmd.errors import ConfigError
 from elmd.evaluation.config import GenerateConfig
@@ -78,7 +78,13 @@ def resolve_config_path(name_or_path: str) -> Path:
 
 
 def load_config(name_or_path: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ELMDConfig:
-    """Defaults <- YAML file (preset name or path) <- ``section.field=value`` overrides."""
+    """Defaults <- YAML file (preset name or path) <- ``section.field=value`` overrides, then every
+    section validated (:func:`elmd.configio.validate_config`: one line naming key, value, range).
+
+    In a file, a path value (:data:`elmd.runs.PATH_KEYS`) starting with ``./`` or ``../`` is
+    relative to the file's folder (what `elmd data prepare` and run folders write); any other
+    relative path, and every override, is relative to the working directory (the presets'
+    ``runs/sample/...``)."""
     cfg = ELMDConfig()
     if name_or_path:
         path = resolve_config_path(name_or_path)
@@ -89,14 +95,31 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | tuple[st
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections — see configs/tiny.yaml")
         _apply_dict(cfg, _migrate(raw), str(path))
+        _resolve_file_paths(cfg, path.parent)
     _apply_overrides(cfg, overrides, "override")
+    validate_config(cfg)
     return cfg
+
+
+def _resolve_file_paths(cfg: ELMDConfig, folder: Path) -> None:
+    """``./`` and ``../`` path values of a config file -> paths relative to ``folder`` (in place)."""
+    values = [v for sec in vars(cfg).values() for v in vars(sec).values() if isinstance(v, str)]
+    if not any(v == "." or v.startswith(("./", "../")) for v in values):
+        return  # nothing to resolve: spare the import of elmd.runs (torch)
+    from elmd.runs import PATH_KEYS, resolve_path
+
+    for dotted in PATH_KEYS:
+        section, key = dotted.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value:
+            setattr(getattr(cfg, section), key, resolve_path(value, folder))
 
 
 def with_overrides(cfg: ELMDConfig, overrides, where: str = "override") -> ELMDConfig:
     """A copy of ``cfg`` with ``section.field=value`` overrides applied (``cfg`` is not changed)."""
     out = copy.deepcopy(cfg)
     _apply_overrides(out, overrides, where)
+    validate_config(out)
     return out
 
 
@@ -128,6 +151,7 @@ def config_from_dict(raw: dict) -> ELMDConfig:
     """Rebuild a config saved by :func:`save_config` (unknown keys are an error)."""
     cfg = ELMDConfig()
     _apply_dict(cfg, _migrate(raw), "saved config")
+    validate_config(cfg)
     return cfg
 
 

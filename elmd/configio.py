@@ -143,3 +143,64 @@ def save_config(cfg, path: str | Path) -> Path:
     path = Path(path)
     atomic_write_text(path, format_config(cfg))
     return path
+
+
+# --- validation -------------------------------------------------------------------------------------
+# Every config dataclass may define ``validate(self, prefix)``: it checks its values and raises a
+# one-line :class:`ConfigError` naming ``prefix.key``, the value and the allowed range (the helpers
+# below write that line). :func:`validate_config` calls them for a whole config tree, section by
+# section; elmd.config calls it after a file / overrides are applied.
+
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
+
+
+def bad_value(prefix: str, key: str, value, allowed: str):
+    """Raise the one-line error: ``prefix.key=value is out of range — must be ALLOWED``."""
+    name = f"{prefix}.{key}" if prefix else key
+    raise ConfigError(f"{name}={value!r} is out of range — must be {allowed}")
+
+
+def check_choice(prefix: str, obj, key: str, choices) -> None:
+    """``obj.key`` is one of ``choices``."""
+    value = getattr(obj, key)
+    if value not in choices:
+        bad_value(prefix, key, value, f"one of {', '.join(map(str, choices))}")
+
+
+def check_range(prefix: str, obj, key: str, lo=None, hi=None, *, lo_open: bool = False,
+                hi_open: bool = False) -> None:
+    """``lo <= obj.key <= hi`` (``lo_open`` / ``hi_open``: strict); None bounds are unbounded and a
+    None value (an optional field left unset) passes."""
+    value = getattr(obj, key)
+    if value is None:
+        return
+    ok = (lo is None or (value > lo if lo_open else value >= lo)) and (hi is None or (value < hi if hi_open else value <= hi))
+    if ok:
+        return
+    if hi is None:
+        allowed = f"{'>' if lo_open else '>='} {lo}"
+    elif lo is None:
+        allowed = f"{'<' if hi_open else '<='} {hi}"
+    else:
+        allowed = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    bad_value(prefix, key, value, allowed)
+
+
+def check_device(prefix: str, obj, key: str = "device") -> None:
+    """``obj.key`` names a torch device this project runs on: auto, cpu, cuda or cuda:N."""
+    value = getattr(obj, key)
+    if value in ("auto", "cpu", "cuda") or (isinstance(value, str) and value.startswith("cuda:")
+                                            and value[5:].isdigit()):
+        return
+    bad_value(prefix, key, value, DEVICE_HELP)
+
+
+def validate_config(obj, prefix: str = "") -> None:
+    """Check every section of the dataclass tree ``obj`` (sub-sections first) with its ``validate``."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            validate_config(value, f"{prefix}.{f.name}" if prefix else f.name)
+    check = getattr(obj, "validate", None)
+    if callable(check) and prefix:
+        check(prefix)

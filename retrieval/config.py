@@ -78,19 +78,27 @@ class RetrieverConfig:
 
     def check(self) -> None:
         """Raise ConfigError naming the key, value and allowed range for a bad setting."""
-        from elmd.errors import ConfigError
+        self.validate()
 
-        allowed = {"negatives": ("group", "batch"), "scoring": ("auto", "cosine", "soft", "filter"),
-                   "tune_metric": ("utt_agree@1", "macro_agree@1", "mean")}
-        for key, values in allowed.items():
-            if getattr(self, key) not in values:
-                raise ConfigError(f"retrieval.{key}={getattr(self, key)!r} — allowed: {', '.join(values)}")
-        ranges = {"n_e": (self.n_e, 1), "s": (self.s, 1), "batch_size": (self.batch_size, 1),
-                  "emotion_weight": (self.emotion_weight, 0), "beta": (self.beta, 0), "pool": (self.pool, 1),
-                  "min_f1_ratio": (self.min_f1_ratio, 0), "tau": (self.tau, 1e-6)}
-        for key, (value, low) in ranges.items():
-            if value is not None and value < low:
-                raise ConfigError(f"retrieval.{key}={value} — must be >= {low}")
+    def validate(self, prefix: str = "retrieval") -> None:
+        """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
+        from elmd.configio import bad_value, check_choice, check_device, check_range
+
+        if not self.encoder:
+            bad_value(prefix, "encoder", self.encoder, "a local sentence-transformers folder or builtin:char")
+        check_choice(prefix, self, "negatives", ("group", "batch"))
+        check_choice(prefix, self, "scoring", ("auto", "cosine", "soft", "filter"))
+        check_choice(prefix, self, "tune_metric", ("utt_agree@1", "macro_agree@1", "mean"))
+        for key in ("lr", "head_lr", "emotion_lr", "tau"):
+            check_range(prefix, self, key, 0, lo_open=True)
+        for key in ("n_e", "s", "batch_size", "eval_k", "encode_batch_size", "builtin_dim", "builtin_vocab", "pool"):
+            check_range(prefix, self, key, 1)
+        for key in ("epochs", "lam", "weight_decay", "max_valid", "emotion_weight", "beta", "seed"):
+            check_range(prefix, self, key, 0)
+        check_range(prefix, self, "min_f1_ratio", 0, 1)
+        if self.builtin_dim % self.s:
+            bad_value(prefix, "builtin_dim", self.builtin_dim, f"a multiple of retrieval.s ({self.s})")
+        check_device(prefix, self)
 
 
 @dataclass
@@ -107,3 +115,13 @@ class IndexConfig:
     """Search on a GPU when faiss-gpu and CUDA are present (the saved index is always CPU)."""
     threads: int = 0
     """FAISS OpenMP threads (0 = FAISS default, all cores; 1 is fastest on an oversubscribed machine)."""
+
+    def validate(self, prefix: str = "index") -> None:
+        """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
+        from elmd.configio import bad_value, check_range
+
+        if not self.factory.strip():
+            bad_value(prefix, "factory", self.factory, "a FAISS factory string such as Flat, IVF256,Flat or HNSW32")
+        check_range(prefix, self, "k", 1)
+        check_range(prefix, self, "nprobe", 1)
+        check_range(prefix, self, "threads", 0)

@@ -23,3 +23,14 @@ class GenerateConfig:
     so the same seed and batches give the same outputs (also after a resume)."""
     device: str = "auto"
     """Device of `elmd generate` / `elmd chat`: "auto" (CUDA when available), "cpu" or "cuda"."""
+
+    def validate(self, prefix: str = "generate") -> None:
+        """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
+        from elmd.configio import check_device, check_range
+
+        check_range(prefix, self, "top_p", 0, 1, lo_open=True)
+        check_range(prefix, self, "temperature", 0, lo_open=True)
+        check_range(prefix, self, "max_new_tokens", 1)
+        check_range(prefix, self, "batch_size", 1)
+        check_range(prefix, self, "seed", 0)
+        check_device(prefix, self)

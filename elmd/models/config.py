@@ -20,6 +20,16 @@ class LLMConfig:
     """Pieces of the in-process tiny tokenizer; 0 = sized to the data: at least 2000 and enough for
     every distinct character of the training text + SentencePiece's 256 byte pieces + 500."""
 
+    def validate(self, prefix: str = "llm") -> None:
+        """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
+        from elmd.configio import check_choice, check_range
+        from elmd.errors import ConfigError
+
+        if self.preset not in ("tiny", "chatglm2-6b"):  # = elmd.models.presets.PRESETS
+            raise ConfigError(f"unknown {prefix}.preset={self.preset!r} — must be one of tiny, chatglm2-6b")
+        check_choice(prefix, self, "dtype", ("float32", "bfloat16", "float16"))
+        check_range(prefix, self, "tiny_vocab_size", 0)
+
 
 @dataclass
 class VisionConfig:
@@ -46,6 +56,16 @@ class VisionConfig:
     encode_batch_size: int = 32
     """Frames per ViT + Q-Former forward pass."""
 
+    def validate(self, prefix: str = "vision") -> None:
+        """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
+        from elmd.configio import check_choice, check_range
+
+        for key in ("num_frames", "image_size", "num_query_tokens", "encode_batch_size"):
+            check_range(prefix, self, key, 1)
+        check_choice(prefix, self, "format", ("auto", "blip2", "visualglm"))
+        check_choice(prefix, self, "backend", ("auto", "decord", "opencv"))
+        check_choice(prefix, self, "on_bad_video", ("error", "zero"))
+
 
 @dataclass
 class VisionPretrainConfig:
@@ -67,6 +87,15 @@ class VisionPretrainConfig:
     seed: int = 0
     """Seeds the encoder's init, the drawn frames and the batch order."""
 
+    def validate(self, prefix: str = "vision_pretrain") -> None:
+        """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
+        from elmd.configio import check_range
+
+        for key in ("train_frames", "valid_frames", "epochs", "batch_size", "render_size"):
+            check_range(prefix, self, key, 1)
+        check_range(prefix, self, "lr", 0, lo_open=True)
+        check_range(prefix, self, "seed", 0)
+
 
 @dataclass
 class PrefixConfig:
@@ -82,6 +111,14 @@ class PrefixConfig:
     dropout: float = 0.1
     """Dropout on the prefix keys/values while training (ChatGLM2's p-tuning v2: 0.1)."""
 
+    def validate(self, prefix: str = "prefix") -> None:
+        """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
+        from elmd.configio import check_range
+
+        check_range(prefix, self, "pre_seq_len", 1)
+        check_range(prefix, self, "hidden_size", 0)
+        check_range(prefix, self, "dropout", 0, 1, hi_open=True)
+
 
 @dataclass
 class PromptConfig:
@@ -91,3 +128,10 @@ class PromptConfig:
     """Max target tokens (emotion word + response + eos)."""
     use_demonstration: bool = True
     """Put the retrieved demonstration R in the prompt (False = the 'w/o ERM' ablation)."""
+
+    def validate(self, prefix: str = "prompt") -> None:
+        """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
+        from elmd.configio import check_range
+
+        check_range(prefix, self, "max_source_length", 1)
+        check_range(prefix, self, "max_target_length", 1)

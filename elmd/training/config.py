@@ -60,3 +60,18 @@ class TrainConfig:
     """Stage eerg: the rep output folder to initialise from; empty = OUT/rep."""
     seed: int = 42
     """Seed of init, shuffling and dropout."""
+
+    def validate(self, prefix: str = "train") -> None:
+        """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
+        from elmd.configio import check_choice, check_device, check_range
+        from elmd.stages import stage_names
+
+        check_choice(prefix, self, "stage", stage_names())
+        for key in ("batch_size", "epochs", "eerg_epochs", "grad_accum", "keep_checkpoints", "log_every"):
+            check_range(prefix, self, key, 1)
+        for key in ("lr", "eerg_lr"):
+            check_range(prefix, self, key, 0, lo_open=True)
+        for key in ("weight_decay", "warmup_steps", "max_grad_norm", "save_every", "max_valid", "seed"):
+            check_range(prefix, self, key, 0)
+        check_choice(prefix, self, "scheduler", ("linear", "constant"))
+        check_device(prefix, self)

@@ -54,6 +54,11 @@ class AvatarConfig:
         _check(name, value)
         super().__setattr__(name, value)
 
+    def validate(self, prefix: str = "avatar") -> None:
+        """Check every field again (each is also checked when set: see the module docstring)."""
+        for name, value in vars(self).items():
+            _check(name, value)
+
 
 _CHOICES = {"speech": SPEECH_BACKENDS, "face": FACE_BACKENDS, "gender": GENDERS, "age": AGES}
 _RANGES = {"fps": (1, 60), "size": (64, 1024), "mouth_gain": (0.0, 3.0), "expression_intensity": (0.0, 1.5),

@@ -95,30 +95,30 @@ class StickerConfig:
     def __post_init__(self):
         self.validate()
 
-    def validate(self) -> "StickerConfig":
+    def validate(self, prefix: str = "sticker") -> "StickerConfig":
         """Raise :class:`ConfigError` naming the first bad key, its value and the allowed range."""
         choices = {"backend": BACKENDS, "emotion_mode": EMOTION_MODES, "image_encoder": IMAGE_ENCODERS,
                    "ret_pool": ("first", "mean"), "ret_negatives": ("batch", "library")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
-                _bad(key, getattr(self, key), f"one of {', '.join(allowed)}")
+                _bad(prefix, key, getattr(self, key), f"one of {', '.join(allowed)}")
         positive = ("num_img_tokens", "num_ret_tokens", "ret_dim", "mapper_hidden", "mapper_encoder_layers",
                     "mapper_decoder_layers", "mapper_heads", "num_clip_tokens", "prompt_dim", "top_k",
                     "num_inference_steps", "temperature")
         for key in positive:
             if getattr(self, key) <= 0:
-                _bad(key, getattr(self, key), "> 0")
+                _bad(prefix, key, getattr(self, key), "> 0")
         if self.num_ret_tokens >= self.num_img_tokens:
-            _bad("num_ret_tokens", self.num_ret_tokens, f"< num_img_tokens ({self.num_img_tokens}), so the mapper gets tokens")
+            _bad(prefix, "num_ret_tokens", self.num_ret_tokens, f"< num_img_tokens ({self.num_img_tokens}), so the mapper gets tokens")
         if self.mapper_hidden % self.mapper_heads:
-            _bad("mapper_hidden", self.mapper_hidden, f"a multiple of mapper_heads ({self.mapper_heads})")
+            _bad(prefix, "mapper_hidden", self.mapper_hidden, f"a multiple of mapper_heads ({self.mapper_heads})")
         for key in ("lambda_lm", "lambda_ret", "lambda_gen", "guidance_scale"):
             if getattr(self, key) < 0:
-                _bad(key, getattr(self, key), ">= 0")
+                _bad(prefix, key, getattr(self, key), ">= 0")
         if not 0.0 < self.strength <= 1.0:
-            _bad("strength", self.strength, "in (0, 1]")
+            _bad(prefix, "strength", self.strength, "in (0, 1]")
         if self.image_size < 8 or self.image_size % 8:
-            _bad("image_size", self.image_size, "a multiple of 8, >= 8")
+            _bad(prefix, "image_size", self.image_size, "a multiple of 8, >= 8")
         return self
 
     @property
@@ -143,8 +143,8 @@ class StickerConfig:
         return replace(self, **changes)
 
 
-def _bad(key: str, value, allowed: str):
-    raise ConfigError(f"sticker.{key}={value!r} is out of range — must be {allowed}")
+def _bad(prefix: str, key: str, value, allowed: str):
+    raise ConfigError(f"{prefix}.{key}={value!r} is out of range — must be {allowed}")
 
 
 FIELDS = tuple(f.name for f in fields(StickerConfig))
