@@ -53,9 +53,43 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(train_cfg, tmp_pat
     assert [r["loss"] for r in rows] == want
 
 
-def test_a_fresh_run_does_not_pick_up_old_checkpoints(train_cfg, tmp_path):
+def test_an_existing_result_is_never_lost_and_overwrite_swaps_in_a_complete_one(train_cfg, tmp_path, monkeypatch):
+    from elmd.errors import ElmdError
+    from elmd.training.outputs import staging_of
+    from elmd.training.run import train
+
     cfg = train_cfg(*RUN, "train.eerg_epochs=1")
-    first, _ = run(cfg, tmp_path / "out")
-    again, _ = run(cfg, tmp_path / "out")  # without --resume: starts over, same seed, same result
-    assert all(torch.equal(first[k], again[k]) for k in first)
-    assert latest_checkpoint(tmp_path / "out").name == "step-00000003"
+    out = tmp_path / "out"
+    first = train(cfg, "eerg", out, show_progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(ElmdError, match="already holds a training result.*--resume.*--overwrite"):
+        train(cfg, "eerg", out, show_progress=False)  # forgetting --resume deletes nothing
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert latest_checkpoint(out).name == "step-00000003"
+
+    def dying_step(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(loop, "train_step", dying_step)
+    with pytest.raises(Killed):  # an --overwrite run that dies leaves the old result as it was
+        train(cfg, "eerg", out, show_progress=False, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    monkeypatch.undo()
+    again = train(cfg, "eerg", out, show_progress=False, overwrite=True)
+    assert again["out"] == str(out) and not staging_of(out).exists()
+    assert again["final"] == first["final"]  # same seed, same settings: the same result, swapped in
+    assert (out / "trainable.safetensors").read_bytes() == before["trainable.safetensors"]
+    assert len([r for r in read_metrics(out / "metrics.jsonl") if "loss" in r]) == 3  # a fresh log, not appended
+
+
+def test_resume_with_other_result_deciding_settings_is_refused_naming_them(train_cfg, tmp_path):
+    from elmd.errors import ElmdError
+    from elmd.training.run import train
+
+    out = tmp_path / "out"
+    train(train_cfg(*RUN, "train.eerg_epochs=1"), "eerg", out, show_progress=False)
+    with pytest.raises(ElmdError, match=r"other settings: train\.eerg_lr \(0\.01 -> 0\.1\)"):
+        train(train_cfg(*RUN, "train.eerg_epochs=1", "train.eerg_lr=0.1"), "eerg", out, resume=True, show_progress=False)
+    meta = train(train_cfg(*RUN, "train.eerg_epochs=1", "train.log_every=2"), "eerg", out, resume=True,
+                 show_progress=False)  # logging is not a result-deciding setting
+    assert meta["final"]["valid_loss"] > 0

@@ -26,8 +26,8 @@ epoch order depends only on ``seed + epoch``, ends with the same weights as an u
 
 from __future__ import annotations
 
+import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from elmd.errors import ConfigError
+from elmd.errors import ConfigError, ElmdError
 from elmd.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from elmd.training.data import global_batches, rank_micro_batches
 from elmd.training.dist import DistInfo, all_reduce_sum, barrier
@@ -185,17 +185,22 @@ def fit(spec: LoopSpec, train_cfg, info: DistInfo, out: str | Path, resume: bool
 
 
 def _start(spec: LoopSpec, opt, sched, tc, info: DistInfo, out: Path, resume: bool) -> tuple[int, list[dict]]:
-    """(step, epoch history) to start from: the latest checkpoint with ``resume``, else 0 after
-    clearing old checkpoints of the folder."""
-    if resume:
-        ck = latest_checkpoint(out)
-        if ck is not None:
-            state = load_checkpoint(ck, spec.model, opt, sched)
-            if info.rank > 0:  # rank 0's RNG state was saved; keep the ranks' dropout streams apart
-                torch.manual_seed(tc.seed * 1000 + state["step"] * info.world_size + info.rank)
-            return state["step"], list(state["meta"].get("history", []))
-    elif info.is_main and (out / "checkpoints").exists():
-        shutil.rmtree(out / "checkpoints")
+    """(step, epoch history) to start from: the latest checkpoint with ``resume`` (its settings must
+    match ``spec.meta["settings"]``), else 0. Checkpoints are never deleted here: a fresh run in a
+    folder that has some is refused (`elmd train` stages ``--overwrite`` runs in a new folder)."""
+    from elmd.training.outputs import check_resume
+
+    ck = latest_checkpoint(out)
+    if resume and ck is not None:
+        saved = json.loads((ck / "meta.json").read_text(encoding="utf-8")).get("settings")
+        check_resume(saved, spec.meta.get("settings"), out)
+        state = load_checkpoint(ck, spec.model, opt, sched)
+        if info.rank > 0:  # rank 0's RNG state was saved; keep the ranks' dropout streams apart
+            torch.manual_seed(tc.seed * 1000 + state["step"] * info.world_size + info.rank)
+        return state["step"], list(state["meta"].get("history", []))
+    if not resume and ck is not None:
+        raise ElmdError(f"{out}: holds checkpoints of another run — pass --resume to continue it or --overwrite "
+                        "to replace it")
     barrier(info)
     return 0, []
 

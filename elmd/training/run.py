@@ -2,6 +2,7 @@
 
     train(cfg, "rep")                       # stage rep  -> train.out/rep
     train(cfg, "eerg", ablation="wo_v")     # stage eerg without video tokens
+    train(cfg, "rep", overwrite=True)       # replace an earlier result (staged, swapped in at the end)
 
 Ablations are config switches (:data:`ABLATIONS`), applied on top of the config:
 
@@ -51,17 +52,28 @@ def apply_ablation(cfg: ELMDConfig, ablation: str | None):
 
 
 def train(cfg: ELMDConfig, stage: str, out: str | Path | None = None, resume: bool = False, ablation: str | None = None,
-          show_progress: bool = True) -> dict:
+          show_progress: bool = True, overwrite: bool = False) -> dict:
     """Run one stage of the registry (:mod:`elmd.stages`): setup -> fit -> validate each epoch ->
     output folder; returns its meta."""
     from elmd.training.dist import cleanup, init_distributed
 
     from elmd.stages import get_stage, trainer_of
+    from elmd.training.dist import barrier
+    from elmd.training.outputs import claim, swap_in
+    from elmd.training.session import stage_out
 
     cfg = apply_ablation(cfg, ablation)
     run_stage = trainer_of(get_stage(stage))
+    final = stage_out(cfg, stage, out)
+    target = claim(final, resume, overwrite)  # refuses a folder holding a result unless resume / overwrite
     try:
-        meta = run_stage(cfg, out, resume, show_progress=show_progress)
+        meta = run_stage(cfg, target, resume, show_progress=show_progress)
+        info = init_distributed(cfg.train.device)
+        barrier(info)
+        if info.is_main:
+            swap_in(target, final)
+        barrier(info)
+        meta["out"] = str(final)
     finally:
         cleanup(init_distributed(cfg.train.device))
     meta["ablation"] = ablation or "none"

@@ -161,7 +161,9 @@ def run(s: Session, lr: float, epochs: int, resume: bool = False, show_progress:
     cfg, tc = s.cfg, s.cfg.train
     params = [p for p in s.model.parameters() if p.requires_grad]
     train_mode(s.model, tc.gradient_checkpointing)
-    base_meta = {"stage": s.stage, **(extra_meta or {})}
+    from elmd.training.outputs import result_settings
+
+    base_meta = {"stage": s.stage, **(extra_meta or {}), "settings": result_settings(cfg, s.stage)}
 
     def validate_epoch(epoch: int) -> dict:
         metrics = validate(s)
