@@ -8,7 +8,8 @@ Dialogue dataset, from its published ``annotation.json``::
 Sentences are merged per speaker run with the majority rule of :mod:`elmd.data.merge` (paper
 Sec. 4.1). Tolerant of missing optional fields: no SpeakerInfo -> the speaker letter; no
 ``final_main_emo`` -> majority of the annotators' labels, else unlabelled; times are not needed.
-Series = movie; dialogue id = clip id; background = "" (M3ED has none).
+Series = movie; dialogue id = clip id; background = "" (M3ED has none). The file is UTF-8 (BOM
+optional) unless ``encoding`` is given (:mod:`elmd.data.encoding`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from elmd.data.encoding import read_text
 from elmd.data.labels import M3ED_ALIASES, M3ED_LABELS
 from elmd.data.merge import Sentence, majority_emotion, merge_sentences
 from elmd.data.schema import Dialogue
@@ -43,13 +45,14 @@ def _emotion(utt: dict, where: str, path: Path) -> str | None:
     return majority_emotion(votes)
 
 
-def read_m3ed(path: str | Path, video_template: str | None = None) -> list[Dialogue]:
+def read_m3ed(path: str | Path, video_template: str | None = None, encoding: str | None = None) -> list[Dialogue]:
     """Read M3ED's annotation.json into merged dialogues (clips in file order)."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found", "point --input at M3ED's annotation.json")
+    if not path.is_file():
+        raise DataError(path, "file not found" if not path.exists() else "is a folder, not a JSON file",
+                        "point --input at M3ED's annotation.json")
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(read_text(path, encoding))
     except json.JSONDecodeError as e:
         raise DataError(path, f"malformed JSON ({e.msg})", "re-download or repair the file", e.lineno) from None
     if not isinstance(data, dict):

@@ -7,8 +7,9 @@ Rules (also in the README):
   unlabelled (``emotion = None``): kept as dialogue context, never a target.
 - Tie rule: among the labels with the highest count, the one that occurs *last* in the group wins
   (the sentence nearest to the next speaker's reply).
-- Texts are joined with a single space (CPED already separates clauses with spaces); the video
-  of the merged utterance is the video of its last sentence.
+- Texts are joined with a single space (CPED already separates clauses with spaces); the video,
+  dialogue act and scene of the merged utterance are those of its last sentence (the one nearest
+  the reply), its speaker profile that of its first (one speaker: the same).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class Sentence:
     text: str
     emotion: str | None
     video: str | None = None
+    profile: dict | None = None
+    act: str | None = None
+    scene: str | None = None
 
 
 def majority_emotion(labels: list[str | None]) -> str | None:
@@ -52,6 +56,9 @@ def merge_sentences(sentences: list[Sentence], sep: str = " ") -> list[Turn]:
                     text=sep.join(g.text.strip() for g in group),
                     emotion=majority_emotion([g.emotion for g in group]),
                     video=group[-1].video,
+                    profile=group[0].profile,
+                    act=group[-1].act,
+                    scene=group[-1].scene,
                 )
             )
             group = []

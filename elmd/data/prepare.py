@@ -3,15 +3,20 @@ it and write ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``, ``stats.json`` an
 
 All files are first written to a staging folder inside ``out`` and then renamed into place, with
 ``stats.json`` last: a failed run leaves the previous outputs untouched and no half-written split.
+
+``config.yaml`` is the command's resolved config with ``data.train/valid/test`` = the splits just
+written, its paths portable (:func:`elmd.runs.portable_config`: ``./train.jsonl``), so
+``--config OUT/config.yaml`` uses them from any working directory.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import yaml
@@ -29,14 +34,16 @@ from elmd.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 FORMATS = ("m3ed", "cped", "jsonl")
 
 
-def load_corpus(fmt: str, path: str | Path, labels: LabelSet, keep_negative_other: bool = False, video_template: str | None = None) -> list[Dialogue]:
-    """Read any supported input format into canonical dialogues, checking labels."""
+def load_corpus(fmt: str, path: str | Path, labels: LabelSet, keep_negative_other: bool = False,
+                video_template: str | None = None, encoding: str | None = None) -> list[Dialogue]:
+    """Read any supported input format into canonical dialogues, checking labels. ``encoding``:
+    the input's text encoding (None = UTF-8, BOM optional; :mod:`elmd.data.encoding`)."""
     if fmt == "cped":
-        dialogues = read_cped(path, keep_negative_other, video_template)
+        dialogues = read_cped(path, keep_negative_other, video_template, encoding)
     elif fmt == "m3ed":
-        dialogues = read_m3ed(path, video_template)
+        dialogues = read_m3ed(path, video_template, encoding)
     elif fmt == "jsonl":
-        dialogues = read_dialogues(path, labels, resolve_videos=False)
+        dialogues = read_dialogues(path, labels, resolve_videos=False, encoding=encoding)
     else:
         raise ElmdError(f"unknown format '{fmt}' — use one of {', '.join(FORMATS)}")
     for d in dialogues:
@@ -72,14 +79,33 @@ def _portable(dialogues: list[Dialogue], src_dir: Path, out: Path) -> list[dict]
     return rows
 
 
+def config_text(cfg: DataConfig, out: Path, config=None) -> str:
+    """``out/config.yaml``: ``config`` (the command's whole config, else only ``data``) with the
+    data paths = the splits in ``out``, every path portable (relative to ``out`` as ./ or ../)."""
+    data = replace(cfg, **{name: str(out / f"{name}.jsonl") for name in SPLITS})
+    if config is None:
+        data = replace(data, **{name: f"./{name}.jsonl" for name in SPLITS})
+        return yaml.safe_dump({"data": asdict(data)}, sort_keys=False, allow_unicode=True)
+    from elmd.configio import format_config
+    from elmd.runs import portable_config
+
+    full = copy.deepcopy(config)
+    full.data = data
+    return format_config(portable_config(full, out))
+
+
 def prepare(fmt: str, input_path: str | Path, out: str | Path, cfg: DataConfig, *,
-            keep_negative_other: bool = False, video_template: str | None = None) -> dict:
-    """Import, split 8:1:1 (cfg.split_ratios) by cfg.split_by with cfg.seed, write the folder."""
+            keep_negative_other: bool = False, video_template: str | None = None,
+            encoding: str | None = None, config=None) -> dict:
+    """Import, split 8:1:1 (cfg.split_ratios) by cfg.split_by with cfg.seed, write the folder.
+    ``config``: the whole ELMDConfig the command ran with, saved (portable) as config.yaml."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "exists and is a file, not a folder", "give --out a folder (new or a previous `data prepare` output)")
     labels = label_set_from_config(cfg.labels, cfg.label_names)
     if keep_negative_other and "negative-other" not in labels:
         labels = LabelSet(labels.ids + ("negative-other",), labels.names)
-    dialogues = load_corpus(fmt, input_path, labels, keep_negative_other, video_template)
+    dialogues = load_corpus(fmt, input_path, labels, keep_negative_other, video_template, encoding)
     splits = split_dialogues(dialogues, cfg.split_ratios, cfg.split_by, cfg.seed)
     stats = {
         "format": fmt,
@@ -87,6 +113,7 @@ def prepare(fmt: str, input_path: str | Path, out: str | Path, cfg: DataConfig, 
         "split_by": cfg.split_by,
         "split_ratios": cfg.split_ratios,
         "seed": cfg.seed,
+        "encoding": encoding or "utf-8",
         "labels": list(labels.ids),
         "keep_negative_other": keep_negative_other,
         "splits": {name: split_stats(part) for name, part in splits.items()},
@@ -96,7 +123,7 @@ def prepare(fmt: str, input_path: str | Path, out: str | Path, cfg: DataConfig, 
     try:
         for name in SPLITS:
             atomic_write_jsonl(staging / f"{name}.jsonl", _portable(splits[name], Path(input_path).parent, out))
-        atomic_write_text(staging / "config.yaml", yaml.safe_dump({"data": asdict(cfg)}, sort_keys=False, allow_unicode=True))
+        atomic_write_text(staging / "config.yaml", config_text(replace(cfg, labels=list(labels.ids)), out, config))
         atomic_write_json(staging / "stats.json", stats)
         for name in [f"{s}.jsonl" for s in SPLITS] + ["config.yaml", "stats.json"]:
             os.replace(staging / name, out / name)

@@ -6,7 +6,11 @@ One dialogue per JSONL line::
      "turns": [{"speaker": "A", "text": "...", "emotion": "neutral", "video": "videos/d001_0.mp4"}]}
 
 ``video`` is optional; a relative path is relative to the JSONL file's folder. ``emotion`` may be
-null for an unlabelled turn (kept as context, never a target).
+null for an unlabelled turn (kept as context, never a target). Optional per-turn fields, written
+only when known (CPED has them; readers that do not use them ignore them):
+``profile`` = the speaker's ``{"gender": male|female|unknown, "age": young|middle-aged|elderly|unknown}``,
+``act`` = the dialogue act (CPED's DA, e.g. "question"), ``scene`` = where the turn is spoken
+(CPED's Scene, e.g. "home"; a dialogue may change scene).
 
 A **sample** is made for each turn i that is followed by a turn of another speaker whose emotion
 is labelled: utterance u = turn i, history H = turns 0..i-1, response r = turn i+1,
@@ -18,17 +22,32 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 
+GENDERS = ("male", "female", "unknown")
+"""Values of ``profile.gender`` (CPED's Gender)."""
+AGES = ("young", "middle-aged", "elderly", "unknown")
+"""Values of ``profile.age`` (CPED's Age)."""
+OPTIONAL = ("video", "profile", "act", "scene")
+"""Turn fields written only when not None."""
+
+
 @dataclass
 class Turn:
     speaker: str
     text: str
     emotion: str | None
     video: str | None = None
+    profile: dict | None = None
+    """The speaker's ``{"gender": ..., "age": ...}`` (:data:`GENDERS`, :data:`AGES`); None = unknown."""
+    act: str | None = None
+    """Dialogue act of the turn (CPED's DA: question, answer, statement-opinion, ...)."""
+    scene: str | None = None
+    """Scene the turn is spoken in (CPED's Scene: home, office, car, ...)."""
 
     def to_dict(self) -> dict:
         d = {"speaker": self.speaker, "text": self.text, "emotion": self.emotion}
-        if self.video is not None:
-            d["video"] = self.video
+        for key in OPTIONAL:
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
 
 
