@@ -19,28 +19,44 @@ T=("${Q[@]}" --set data.train="$RUN/data/train.jsonl" --set data.valid="$RUN/dat
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+# Quiet steps: `q CMD...` runs CMD with its stderr (config dump, progress bars, warnings) in a log
+# under $RUN/logs; when CMD fails, its exit code, the command and the log's last lines are shown.
+LOGS="$RUN/logs"
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+q() {
+  local log rc=0
+  log="$(mktemp "$LOGS/${1##*/}-${2//[^A-Za-z0-9_-]/_}-XXXXXX.log")"
+  "$@" 2>"$log" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    printf '\033[31mstep failed (exit %s): %s\033[0m\n' "$rc" "$*" >&2
+    tail -n 40 "$log" | tr '\r' '\n' | tail -n 40 >&2
+    printf '(full log: %s)\n' "$log" >&2
+  fi
+  return "$rc"
+}
+
 step "1. face videos of the bundled sample (cached in data/sample/videos/)"
 elmd data make-videos --data data/sample/dialogues.jsonl
 
 step "2. canonical splits -> $RUN/data"
-elmd data prepare --format jsonl --input data/sample/dialogues.jsonl --out "$RUN/data" "${Q[@]}" 2>/dev/null
+q elmd data prepare --format jsonl --input data/sample/dialogues.jsonl --out "$RUN/data" "${Q[@]}"
 
 step "3. emotional retriever (ERT + SSC + emotion head; search scoring tuned on valid) -> $RUN/retriever,
    demonstration index (emotion-aware scoring stored in its meta.json) -> $RUN/index"
-elmd retriever train --out "$RUN/retriever" "${T[@]}" 2>/dev/null
-elmd index build --retriever "$RUN/retriever" --out "$RUN/index" "${T[@]}" 2>/dev/null
+q elmd retriever train --out "$RUN/retriever" "${T[@]}"
+q elmd index build --retriever "$RUN/retriever" --out "$RUN/index" "${T[@]}"
 
 step "4. tiny ViT + Q-Former pre-trained on synthetic faces (stand-in for BLIP-2) -> $RUN/vision,
    then its frozen features of every video -> $RUN/features"
-elmd features pretrain-encoder --out "$RUN/vision" "${T[@]}" 2>/dev/null
-elmd features extract --data data/sample/dialogues.jsonl "${T[@]}" 2>/dev/null
+q elmd features pretrain-encoder --out "$RUN/vision" "${T[@]}"
+q elmd features extract --data data/sample/dialogues.jsonl "${T[@]}"
 
 step "5. stage rep (video Linear -> reply emotion) -> $RUN/rep, and rep w/o V -> $RUN/rep_wo_v"
-elmd train --stage rep "${T[@]}" 2>/dev/null
-elmd train --stage rep --ablation wo_v --out "$RUN/rep_wo_v" "${T[@]}" 2>/dev/null
+q elmd train --stage rep "${T[@]}"
+q elmd train --stage rep --ablation wo_v --out "$RUN/rep_wo_v" "${T[@]}"
 
 step "6. stage eerg (p-tuning v2 prefix + Linear from rep) -> $RUN/eerg"
-elmd train --stage eerg "${T[@]}" 2>/dev/null
+q elmd train --stage eerg "${T[@]}"
 
 step "REP valid emotion accuracy (argmax over the label words' likelihood)"
 "${ELMD_VENV:-.venv}/bin/python" - "$RUN" <<'PY'
@@ -55,20 +71,20 @@ PY
 step "7. ablations (Table 3) and the text-only baseline model -> $RUN/ablations"
 for a in wo_ert wo_ssc; do  # retrievers without ERT / SSC and their indexes (index.path-wo_*)
   flag="--no-${a#wo_}"
-  elmd retriever train "$flag" --out "$RUN/retriever-$a" "${T[@]}" 2>/dev/null
-  elmd index build --retriever "$RUN/retriever-$a" --out "$RUN/index-$a" "${T[@]}" 2>/dev/null
+  q elmd retriever train "$flag" --out "$RUN/retriever-$a" "${T[@]}"
+  q elmd index build --retriever "$RUN/retriever-$a" --out "$RUN/index-$a" "${T[@]}"
 done
 for a in wo_erm wo_ert wo_ssc wo_v wo_rep; do
-  elmd train --stage eerg --ablation "$a" --out "$RUN/ablations/$a" "${T[@]}" 2>/dev/null | tail -n 1
+  q elmd train --stage eerg --ablation "$a" --out "$RUN/ablations/$a" "${T[@]}" | tail -n 1
 done
-elmd train --stage eerg --ablation wo_v --out "$RUN/ablations/text_only" "${T[@]}" \
-  --set prompt.use_demonstration=false --set train.init_from_rep=false 2>/dev/null | tail -n 1
+q elmd train --stage eerg --ablation wo_v --out "$RUN/ablations/text_only" "${T[@]}" \
+  --set prompt.use_demonstration=false --set train.init_from_rep=false | tail -n 1
 
 step "8. generate on the test split and evaluate -> $RUN/eval"
 rm -rf "$RUN/eval"  # predictions of the models just trained, not of an earlier run
 gen_eval() {  # FOLDER ROW-NAME CHECKPOINT BASELINE
-  elmd generate --checkpoint "$3" --data "$RUN/data/test.jsonl" --out "$RUN/eval/$1/preds.jsonl" \
-    --baseline "$4" --no-progress 2>/dev/null | tail -n 1
+  q elmd generate --checkpoint "$3" --data "$RUN/data/test.jsonl" --out "$RUN/eval/$1/preds.jsonl" \
+    --baseline "$4" --no-progress | tail -n 1
   elmd evaluate --pred "$RUN/eval/$1/preds.jsonl" --out "$RUN/eval/$1" --name "$2" --no-progress
 }
 gen_eval elmd "ELMD (tiny)" "$RUN/eerg" none
@@ -84,4 +100,4 @@ elmd report --runs "$RUN"/eval/{elmd,text_only,single_frame,retrieval_only} \
   --ablations "$RUN"/eval/{elmd,wo_erm,wo_ert,wo_ssc,wo_v,wo_rep} --out "$RUN/report"
 
 step "done: what was produced"
-find "$RUN" -maxdepth 2 -type f -not -path '*/features/*' -not -path '*/checkpoints/*' | sort
+find "$RUN" -maxdepth 2 -type f -not -path '*/features/*' -not -path '*/checkpoints/*' -not -path '*/logs/*' | sort

@@ -6,8 +6,14 @@ object per line::
     {"sample_id": "d1#3", "emotion_pred": "happy" | null, "response": "...", "reference": "...",
      "reference_emotion": "happy", "demonstration": "...", "generated": "..."}
 
-``emotion_pred`` is null when no label could be parsed from the generated text; ``response`` may
-be "" (or null). Neither makes evaluation fail: both are counted in ``report.json``.
+``emotion_pred`` is null when no label could be parsed from the generated text; ``response`` is
+"" when nothing was generated (what `elmd generate` writes; null, as other tools write, is read as
+""). Neither makes evaluation fail: both are counted in ``report.json``. A row *without* a
+``response`` key, or an ``emotion_pred`` / ``reference_emotion`` outside the label set, is an error
+naming ``file:line`` (a misspelt label would silently change Emo-F1). The label set is, in order:
+``--labels``, else ``data.labels`` of the run config in the predictions' ``<stem>.meta.json``
+(written by `elmd generate`), else M3ED's seven. A file without its ``.meta.json`` is scored with a
+warning (what produced it cannot be checked).
 
 Scores (× 100, like Table 2) are *means of per-sample scores* (sentence level), the same
 definition as ChatGLM2's ``ptuning/main.py`` so numbers are comparable with ChatGLM2-based work;
@@ -21,11 +27,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+import json
+
 from elmd import __version__
+from elmd.data.labels import M3ED_LABELS
+from elmd.errors import DataError
 from elmd.evaluation import metrics as M
 from elmd.evaluation.tokenize import CHARS_DOC, WORDS_DOC, chars, words
-from elmd.inference.predictions import Prediction, read_predictions  # noqa: F401  (the row schema)
-from elmd.io import atomic_write_json, file_sha256
+from elmd.inference.predictions import Prediction, parse_row, read_predictions  # noqa: F401  (the row schema)
+from elmd.io import atomic_write_json, file_sha256, iter_jsonl
 
 METRICS = ("BLEU-2", "BLEU-4", "METEOR", "ROUGE-1", "ROUGE-L", "Dist-1", "Dist-2", "Emo-Acc", "Emo-F1")
 """Columns of Tables 2 and 3, in order; the keys of ``report.json["metrics"]``."""
@@ -49,6 +59,56 @@ DEFINITIONS = {
     "Emo-Acc": "share of samples whose predicted label equals the reference label (unparsable = wrong)",
     "Emo-F1": "unweighted mean of per-label F1 over labels in references ∪ predictions (unparsable = wrong)",
 }
+
+def meta_file(pred_path: str | Path) -> Path:
+    """``<stem>.meta.json`` beside a prediction file (what `elmd generate` writes)."""
+    pred_path = Path(pred_path)
+    return pred_path.with_name(pred_path.stem + ".meta.json")
+
+
+def label_set_of(pred_path: str | Path, labels=None) -> tuple[tuple[str, ...], str, list[str]]:
+    """(label ids, where they came from, warnings) for scoring ``pred_path`` (module docstring)."""
+    meta = meta_file(pred_path)
+    warnings = []
+    config_labels = None
+    if meta.is_file():
+        try:
+            config_labels = ((json.loads(meta.read_text(encoding="utf-8")).get("config") or {}).get("data") or {}).get("labels")
+        except (ValueError, AttributeError):
+            warnings.append(f"{meta}: not valid JSON — its label set is ignored")
+    else:
+        warnings.append(f"{meta}: not found — scoring {Path(pred_path).name} without checking what produced it "
+                        "(files written by `elmd generate` have one)")
+    if labels:
+        return tuple(labels), "--labels", warnings
+    if config_labels:
+        return tuple(config_labels), str(meta), warnings
+    return M3ED_LABELS, "M3ED's seven (default)", warnings
+
+
+def read_checked(pred_path: str | Path, labels: tuple[str, ...], source: str) -> list[Prediction]:
+    """The rows of ``pred_path``; a row without ``response``, a repeated sample_id or a label outside
+    ``labels`` raises :class:`DataError` naming ``file:line``."""
+    path = Path(pred_path)
+    preds, seen = [], {}
+    for lineno, raw in iter_jsonl(path, "prediction file", "check the path, or write it with `elmd generate`"):
+        if isinstance(raw, dict) and "response" not in raw:
+            raise DataError(path, "missing field 'response'", 'write "" for a sample with no reply (as `elmd generate` does)', lineno)
+        p = parse_row(raw, path, lineno)
+        for key in ("emotion_pred", "reference_emotion"):
+            value = getattr(p, key)
+            if value is not None and value not in labels:
+                raise DataError(path, f"{key} '{value}' is not in the label set [{', '.join(labels)}] (from {source})",
+                                "write one of those ids (null = unparsable), or give the set with --labels a,b,c", lineno)
+        if p.sample_id is not None and p.sample_id in seen:
+            raise DataError(path, f"sample_id '{p.sample_id}' repeats line {seen[p.sample_id]}",
+                            "remove duplicate predictions (was the file appended twice?)", lineno)
+        seen[p.sample_id] = lineno
+        preds.append(p)
+    if not preds:
+        raise DataError(path, "contains no predictions", "generate them with `elmd generate`")
+    return preds
+
 
 def score_predictions(preds: list[Prediction], progress: bool = False) -> dict:
     """Metrics (× 100), extras, counts and per-label emotion scores of ``preds``."""
@@ -98,12 +158,17 @@ def resolve_out(out: str | Path) -> Path:
     return out if out.suffix == ".json" else out / "report.json"
 
 
-def evaluate_file(pred_path: str | Path, out: str | Path, name: str | None = None, progress: bool = True) -> dict:
-    """Score ``pred_path`` and write the report (atomically) to ``out``; returns the report."""
+def evaluate_file(pred_path: str | Path, out: str | Path, name: str | None = None, progress: bool = True,
+                  labels=None) -> dict:
+    """Score ``pred_path`` and write the report (atomically) to ``out``; returns the report
+    (``report["warnings"]``: lines for the user, e.g. a missing ``.meta.json``)."""
     pred_path = Path(pred_path)
-    preds = read_predictions(pred_path)
+    label_ids, source, warnings = label_set_of(pred_path, labels)
+    preds = read_checked(pred_path, label_ids, source)
     report = {"name": name} if name else {}
     report.update(score_predictions(preds, progress=progress))
+    report["labels"] = {"ids": list(label_ids), "from": source}
+    report["warnings"] = warnings
     report["scale"] = "scores x 100; per-sample means except Dist-n and the corpus BLEU extras"
     report["tokenisation"] = dict(TOKENISATION)
     report["definitions"] = dict(DEFINITIONS)
