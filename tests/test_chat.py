@@ -54,3 +54,21 @@ def test_history_holds_both_speakers_and_the_video_is_for_one_turn(gen_run):
     assert chat.history[0].video == video and chat.history[2].video is None
     assert "\n视频：" in a_prompt and "\n视频：" not in b_prompt.split("当前话语")[1]
     assert a.emotion is None or a.emotion in labels_of(cfg)
+
+
+def test_commands_and_bad_videos_never_end_the_chat(gen_run, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video")
+    lines = ["/help", f"/video {tmp_path / 'missing.mp4'}", "你听说了吗？", f"/video {bad}", "有个消息。", "/history",
+             "/reset", "/history", "/nope", f"/video {gen_run.folder / 'warm.mp4'}", "好吧"]
+    res = CliRunner().invoke(cli, ["--checkpoint", gen_run.eerg, "--show-prompt"], input="\n".join(lines) + "\n")
+    assert res.exit_code == 0, res.output
+    out = res.output
+    assert "/video PATH" in out and "/reset" in out  # the help text, not an utterance sent to the model
+    assert "missing.mp4: no such video file" in out and "bad.mp4: cannot decode video" in out
+    assert out.count("[emotion] ") == 3 and "Traceback" not in out  # all three utterances were answered
+    assert "用户：你听说了吗？" in out.split("[reset]")[0] and "(no turns yet)" in out.split("[reset]")[1]
+    assert "unknown command /nope" in out
+    prompts_ = prompts(out)
+    assert "\n视频：" not in prompts_[0] and "\n视频：" not in prompts_[1] and "\n视频：" in prompts_[2]
+    assert "\n对话历史：" not in prompts_[2] and "\n对话历史：" in prompts_[1]  # /reset forgot the first two turns

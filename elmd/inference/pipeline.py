@@ -122,6 +122,23 @@ class Pipeline:
             batch["video_feats"] = feats
         return {k: v.to(self.device) for k, v in batch.items()}
 
+    def check_video(self, path: str) -> None:
+        """Decode and encode ``path`` now (its features are then cached); a missing, corrupt or
+        unsupported file, or a run without video tokens, raises a one-line ElmdError."""
+        from elmd.errors import ElmdError
+
+        if self.store is None:
+            raise ElmdError("this run has no video tokens (trained with vision.use_video=false) — the video is not used")
+        if not Path(path).is_file():
+            raise ElmdError(f"{path}: no such video file")
+        try:
+            self.store([str(path)])
+        except ElmdError:
+            raise
+        except Exception as e:  # decoders raise their own types on corrupt input
+            raise ElmdError(f"{path}: cannot be decoded as a video ({type(e).__name__}: {str(e).splitlines()[0][:120]}) "
+                            "— use an mp4/avi/mkv file") from None
+
     def respond(self, utterance: str, history=(), video: str | None = None, background: str = "",
                 seed: int | None = None, **request) -> Reply:
         """Answer one turn (see :class:`~elmd.inference.reply.Request` for the other fields)."""
@@ -140,13 +157,7 @@ class Pipeline:
         for i, r in enumerate(requests):
             groups.setdefault(self.settings(r), []).append(i)
         for settings, idx in groups.items():
-            hook = None
-            if on_token is not None:
-                def hook(step, tokens, finished, idx=idx, done=[False] * len(idx)):  # noqa: B006  (per group)
-                    for b, t in enumerate(tokens.tolist()):
-                        if not done[b]:
-                            on_token(idx[b], t)
-                            done[b] = bool(finished[b])
+            hook = _token_hook(on_token, idx) if on_token is not None else None
             outs = self._decode([requests[i] for i in idx], [demos[i] for i in idx], settings, output_hidden, hook)
             for i, reply in zip(idx, outs):
                 replies[i] = reply
@@ -207,6 +218,19 @@ class Pipeline:
         other = replace(self, heads=[])
         other.heads = [build_head(n, other, self.cfg) for n in names]
         return other
+
+
+def _token_hook(on_token: Callable[[int, int], None], idx: list[int]):
+    """decode's ``on_tokens(step, tokens, finished)`` -> ``on_token(request index, token)`` until each row's eos."""
+    done = [False] * len(idx)
+
+    def hook(step, tokens, finished):
+        for b, t in enumerate(tokens.tolist()):
+            if not done[b]:
+                on_token(idx[b], t)
+                done[b] = bool(finished[b])
+
+    return hook
 
 
 def load(run_dir: str | Path, device: str = "auto", overrides=(), heads: Sequence[str] = (), encoder=None,

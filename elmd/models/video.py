@@ -11,7 +11,9 @@ A missing, empty or undecodable video raises :class:`VideoError` naming the file
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -57,17 +59,45 @@ def _check_file(path: Path) -> None:
         raise VideoError(path, "video file is empty (0 bytes)", "re-export the clip, or set vision.on_bad_video=zero")
 
 
+@contextlib.contextmanager
+def _quiet_decoder():
+    """Silence decord / FFmpeg while a file is opened: a corrupt file is reported once, by us, as
+    one line (FFmpeg's "moov atom not found" and decord's C++ log would otherwise go to stderr)."""
+    import decord
+
+    decord.logging.set_level(decord.logging.QUIET)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr descriptor
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _open_decord(path: Path, **kw):
+    import decord
+
+    with _quiet_decoder():
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1, **kw)
+
+
 def _load_decord(path: Path, m: int, size: int) -> np.ndarray:
     """Resize while decoding; decord 0.6 fails on some small sizes (row-padding bug), so then
     decode at the native size and resize with OpenCV."""
     import decord
 
     try:
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), width=size, height=size, num_threads=1)
+        vr = _open_decord(path, width=size, height=size)
         return vr.get_batch(sample_frame_indices(len(vr), m)).asnumpy()
     except decord.DECORDError as first:
         try:
-            vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+            vr = _open_decord(path)
             frames = vr.get_batch(sample_frame_indices(len(vr), m)).asnumpy()
         except decord.DECORDError:
             raise first from None
