@@ -24,6 +24,7 @@ COMMANDS = {
     "plan": "elmd.cli.plan_cmd",
     "sticker": "elmd.cli.sticker_cmd",
     "avatar": "elmd.cli.avatar_cmd",
+    "serve": "elmd.cli.serve_cmd",
 }
 
 
