@@ -207,3 +207,17 @@ def test_cli_generates_a_baseline_and_evaluate_scores_it(gen_run, tmp_path):
     assert res.exit_code == 0 and (tmp_path / "ev" / "report.json").exists()
     res = CliRunner().invoke(cli, ["--checkpoint", str(tmp_path), "--out", str(out)])
     assert res.exit_code == 2 and "not a finished training output" in res.output
+
+
+def test_rows_without_their_meta_are_refused_and_overwrite_replaces_them(gen_run, greedy_file, loaded, tmp_path):
+    out, _ = greedy_file
+    orphan = tmp_path / "orphan.jsonl"
+    orphan.write_bytes(out.read_bytes())  # rows of some model, no .meta.json: appending would mix models
+    with pytest.raises(ElmdError, match="no orphan.meta.json.*--overwrite"):
+        gen(gen_run, orphan, "generate.greedy=true", loaded=loaded)
+    assert orphan.read_bytes() == out.read_bytes()
+    meta = generate_file(gen_run.eerg, gen_run.test, orphan, "none", ["generate.greedy=true", "generate.batch_size=2"],
+                         progress=False, pipeline=loaded, log=lambda m: None, overwrite=True)
+    assert meta["complete"] and meta["generated"] == 5 and rows(orphan) == rows(out)
+    assert not (tmp_path / ".orphan.jsonl.staging").exists()
+    assert json.loads((tmp_path / "orphan.meta.json").read_text())["heads"] == []

@@ -20,25 +20,20 @@ def config_options(fn):
     return fn
 
 
+VERBOSE = {"on": False}
+"""Set by ``elmd -v``: commands print their whole resolved config."""
+
+
 def resolve(config: str, overrides, quiet: bool = False) -> ELMDConfig:
-    """Load the config and print it (the resolved config is printed at the start of every run)."""
+    """Load the config and say so in one line (the whole resolved config with ``elmd -v``; every
+    command also saves it beside what it writes)."""
     cfg = load_config(config, list(overrides))
     if not quiet:
-        click.echo(f"# config: {config} {' '.join(overrides)}".rstrip(), err=True)
-        click.echo(format_config(cfg, compact=True), err=True)
+        extra = f" + {len(overrides)} override{'s' * (len(overrides) != 1)}: {' '.join(overrides)}" if overrides else ""
+        click.echo(f"# config: {config}{extra}  (elmd -v ... prints it whole)", err=True)
+        if VERBOSE["on"]:
+            click.echo(format_config(cfg, compact=True), err=True)
     return cfg
-
-
-def os_error_line(e: OSError) -> str:
-    """One line for a file-system error: what failed, on which path, and what to check."""
-    where = f"{e.filename}" + (f" -> {e.filename2}" if getattr(e, "filename2", None) else "") if e.filename else ""
-    what = e.strerror or str(e)
-    fixes = {FileExistsError: "it is in the way: choose another path or move it",
-             FileNotFoundError: "check the path", IsADirectoryError: "give a file, not a folder",
-             NotADirectoryError: "a part of the path is a file, not a folder: check the path",
-             PermissionError: "check the permissions, or choose another path"}
-    fix = next((v for k, v in fixes.items() if isinstance(e, k)), "check the path and the disk")
-    return f"{where}: {what} — {fix}" if where else f"{what} — {fix}"
 
 
 def friendly_errors(fn):

@@ -21,16 +21,18 @@ from elmd.evaluation.baselines import BASELINES
               help="Downstream heads whose fields join each row (sticker, avatar); media go to <out stem>.media/.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a field of the run's saved config, e.g. --set generate.top_p=0.9 (repeatable).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out (written beside it, swapped in when complete).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @friendly_errors
-def cli(checkpoint, data, out, baseline, greedy, heads, overrides, no_progress):
+def cli(checkpoint, data, out, baseline, greedy, heads, overrides, overwrite, no_progress):
     """Generate emotion + response for every sample of a split; appends to --out batch by batch."""
     from elmd.evaluation.generate import generate_file
 
     overrides = list(overrides) + (["generate.greedy=true"] if greedy else [])
     click.echo(f"# config: {checkpoint}/config.yaml {' '.join(overrides)}".rstrip(), err=True)
     meta = generate_file(checkpoint, data, out, baseline, overrides, progress=not no_progress,
-                         log=lambda m: click.echo(m, err=True), heads=[h for h in heads.split(",") if h.strip()])
+                         log=lambda m: click.echo(m, err=True), heads=[h for h in heads.split(",") if h.strip()],
+                         overwrite=overwrite)
     speed = f"  {meta['tokens_per_s']:.1f} tokens/s" if meta["tokens_per_s"] else ""
     click.echo(f"{baseline}: {meta['generated']} generated, {meta['skipped_existing']} already there, "
                f"{meta['rows']} rows ({meta['unparsable_emotions']} without a parsable emotion){speed} -> {out}")

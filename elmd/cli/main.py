@@ -51,11 +51,15 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="elmd")
-def main():
+@click.option("-v", "--verbose", is_flag=True, help="Print each command's whole resolved config.")
+def main(verbose):
     """ELMD: emotion-guided multimodal dialogue generation (ICMR 2024).
 
     First steps: `elmd data prepare`, then `elmd index build`.
     """
+    from elmd.cli.common import VERBOSE
+
+    VERBOSE["on"] = verbose
 
 
 if __name__ == "__main__":

@@ -88,14 +88,37 @@ def append_rows(out: Path, rows: list[dict], sync: bool = True) -> None:
 
 
 def _check_resume(out: Path, settings: dict, have: set[str]) -> None:
+    """Appending to rows already in ``out`` needs their ``.meta.json`` with the same settings."""
     mp = meta_path(out)
-    if not have or not mp.exists():
+    if not have:
         return
+    if not mp.exists():
+        raise ElmdError(f"{out}: holds {len(have)} rows but no {mp.name}, so nothing tells which model wrote them — "
+                        "pass --overwrite to generate afresh, or choose another --out")
     old = json.loads(mp.read_text(encoding="utf-8"))
-    diff = [k for k in SETTINGS if k in old and old[k] != settings[k]]
+    diff = [k for k in SETTINGS if old.get(k) != settings[k]]
     if diff:
         raise ElmdError(f"{out}: holds rows generated with other {', '.join(diff)} (see {mp}) — "
-                        "delete it or choose another --out to generate afresh")
+                        "pass --overwrite to generate afresh, or choose another --out")
+
+
+def _staging(out: Path) -> Path:
+    return out.with_name(f".{out.name}.staging")
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace ``out``, its meta and media by the complete staged ones (old ones removed only after)."""
+    import shutil
+
+    for a, b in ((staging, out), (meta_path(staging), meta_path(out))):
+        if a.exists():
+            os.replace(a, b)
+    if media_dir(staging).exists():
+        old = media_dir(out).with_name(media_dir(out).name + ".old")
+        if media_dir(out).exists():
+            media_dir(out).rename(old)
+        media_dir(staging).rename(media_dir(out))
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def file_counts(out: Path) -> dict:
@@ -111,13 +134,14 @@ def media_dir(out: str | Path) -> Path:
 
 
 def generate_file(checkpoint: str | Path, data: str | Path | None, out: str | Path, baseline: str = "none",
-                  overrides=(), progress: bool = True, pipeline=None, log=None, heads=()) -> dict:
+                  overrides=(), progress: bool = True, pipeline=None, log=None, heads=(), overwrite: bool = False) -> dict:
     """Write predictions of ``checkpoint`` (or a baseline) for every sample of ``data`` to ``out``.
 
     ``overrides``: ``key=value`` on the run's config; ``data`` None = the run's ``data.test``;
     ``pipeline``: an already loaded :class:`~elmd.inference.pipeline.Pipeline` of ``checkpoint``
     (the overrides and the baseline's switches are applied to a copy); ``heads``: downstream heads
-    whose fields join each row (their media under :func:`media_dir`). Returns the meta."""
+    whose fields join each row (their media under :func:`media_dir`); ``overwrite``: replace an
+    existing file (the new one is written beside it and swapped in when complete). Returns the meta."""
     from elmd.data.jsonl import read_samples
     from elmd.evaluation.baselines import baseline_pipeline, mismatch_warnings
 
@@ -125,7 +149,12 @@ def generate_file(checkpoint: str | Path, data: str | Path | None, out: str | Pa
     from dataclasses import replace
 
     pipe = baseline_pipeline(checkpoint, baseline, overrides, pipeline)
-    cfg, out = pipe.cfg, Path(out)
+    cfg, final = pipe.cfg, Path(out)
+    if final.exists() and not final.is_file():
+        raise ElmdError(f"{final}: is a folder — --out names the predictions file (e.g. {final / 'preds.jsonl'})")
+    out = _staging(final) if overwrite and final.exists() else final
+    for stale in (out, meta_path(out)) if out != final else ():
+        stale.unlink(missing_ok=True)
     if heads:
         pipe = replace(pipe, media_dir=media_dir(out)).with_heads(list(heads))
     data = data or cfg.data.test
@@ -138,6 +167,9 @@ def generate_file(checkpoint: str | Path, data: str | Path | None, out: str | Pa
                 "generate": {k: v for k, v in vars(cfg.generate).items() if k not in ("batch_size", "device")},
                 "heads": list(heads)}
     _check_resume(out, settings, have)
+    from elmd.io import atomic_write_json
+
+    atomic_write_json(meta_path(out), {**settings, "complete": False})  # what the rows come from, before any row
     todo = [s for s in samples if s.sample_id not in have]
     warnings = mismatch_warnings(pipe.meta_config(), cfg, baseline) if baseline in ("text-only", "single-frame") else []
     for w in warnings:
@@ -148,10 +180,10 @@ def generate_file(checkpoint: str | Path, data: str | Path | None, out: str | Pa
     meta = {**settings, "stage": pipe.spec.name, "samples": len(samples), "skipped_existing": len(samples) - len(todo),
             "generated": len(todo), "repaired_last_line": repaired, "new_tokens": tokens, "seconds": elapsed,
             "tokens_per_s": tokens / elapsed if tokens and elapsed > 0 else None, "warnings": warnings,
-            "emotion_mode": "free", **file_counts(out), "config": _cfg_dict(cfg)}
-    from elmd.io import atomic_write_json
-
+            "emotion_mode": "free", **file_counts(out), "config": _cfg_dict(cfg), "complete": True}
     atomic_write_json(meta_path(out), meta)
+    if out != final:
+        _swap_in(out, final)
     return meta
 
 

@@ -52,6 +52,8 @@ class Session:
     valid: Split
     init: dict = field(default_factory=dict)
     """How the trainable part was initialised (stage eerg: from which rep output)."""
+    show_progress: bool = True
+    """Progress bars (rank 0 only)."""
 
     def batch(self, split: Split, idx: list[int]) -> dict:
         return make_batch(split, idx, self.tokenizer.pad_id, self.store, self.info.device)
@@ -97,7 +99,14 @@ def open_session(cfg: ELMDConfig, stage: str, out: str | Path | None = None, enc
         from elmd.models.grad_ckpt import enable_checkpointing
 
         enable_checkpointing(model.llm)
-    return Session(cfg, stage, stage_out(cfg, stage, out), info, tokenizer, labels, model, store, train, valid)
+    if video_tokens(cfg) and info.is_main and not any(train.videos):
+        import sys
+
+        print(f"warning: no sample of data.train ({cfg.data.train}) has a video — the video tokens are zeros and the "
+              f"video Linear learns nothing from them; use --ablation wo_v (vision.use_video=false) for text-only data",
+              file=sys.stderr)
+    return Session(cfg, stage, stage_out(cfg, stage, out), info, tokenizer, labels, model, store, train, valid,
+                   show_progress=show_progress)
 
 
 def _prompt_only(encoded: dict) -> dict:
@@ -115,9 +124,12 @@ def validate(s: Session, batch_size: int | None = None) -> dict:
     model.eval()
     label_ids = label_word_ids(s.tokenizer, s.labels)
     loss_fn, bs = TargetTokenLoss(), batch_size or s.micro_batch
+    from tqdm import tqdm
+
     mine = list(range(info.rank, len(split), info.world_size))
     sums = torch.zeros(3 + len(s.labels), dtype=torch.float64, device=info.device)  # loss, tokens, correct, per-label
-    for i in range(0, len(mine), bs):
+    for i in tqdm(range(0, len(mine), bs), desc="validate", unit="batch", leave=False,
+                  disable=not (s.show_progress and info.is_main) or None):
         idx = mine[i:i + bs]
         batch = s.batch(split, idx)
         labels = batch.pop("labels")
