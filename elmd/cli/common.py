@@ -36,6 +36,18 @@ def resolve(config: str, overrides, quiet: bool = False) -> ELMDConfig:
     return cfg
 
 
+def os_error_line(e: OSError) -> str:
+    """One line for a file-system error: what failed, on which path, and what to check."""
+    where = f"{e.filename}" + (f" -> {e.filename2}" if getattr(e, "filename2", None) else "") if e.filename else ""
+    what = e.strerror or str(e)
+    fixes = {FileExistsError: "it is in the way: choose another path or move it",
+             FileNotFoundError: "check the path", IsADirectoryError: "give a file, not a folder",
+             NotADirectoryError: "a part of the path is a file, not a folder: check the path",
+             PermissionError: "check the permissions, or choose another path"}
+    fix = next((v for k, v in fixes.items() if isinstance(e, k)), "check the path and the disk")
+    return f"{where}: {what} — {fix}" if where else f"{what} — {fix}"
+
+
 def friendly_errors(fn):
     """Turn :class:`ElmdError` into ``error: <message>`` on stderr and exit code 2; an
     :class:`OSError` (a path in the way, no permission, disk full) likewise, as one line."""
