@@ -173,3 +173,62 @@ def test_cli_evaluate_errors_are_one_line_exit_2(tmp_path):
     res = CliRunner().invoke(main, ["evaluate", "--pred", str(bad), "--out", str(tmp_path / "r.json")])
     assert res.exit_code == 2 and f"{bad}:2: malformed JSON" in res.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+# --- issue 11 case 10: rows that used to be scored silently ----------------------------------------
+
+def write_meta(pred, labels):
+    pred.with_name(pred.stem + ".meta.json").write_text(json.dumps({"config": {"data": {"labels": labels}}}), encoding="utf-8")
+
+
+def test_row_without_response_is_an_error_naming_file_and_line(tmp_path):
+    """Before: scored silently as an empty response. null (other tools) stays allowed."""
+    row = {k: v for k, v in ROWS[1].items() if k != "response"}
+    p = write_jsonl(tmp_path / "p.jsonl", [ROWS[0], row])
+    write_meta(p, ["happy", "surprise", "sad", "disgust", "anger", "fear", "neutral"])
+    with pytest.raises(DataError) as e:
+        evaluate_file(p, tmp_path / "out", progress=False)
+    assert str(e.value).startswith(f"{p}:2: missing field 'response' — write \"\" for a sample with no reply")
+    write_jsonl(p, [ROWS[0], dict(ROWS[1], response=None), dict(ROWS[2], response="")])
+    rep = evaluate_file(p, tmp_path / "out", progress=False)
+    assert rep["counts"]["empty_hypotheses"] == 2 and rep["warnings"] == []
+
+
+def test_out_of_set_emotion_is_an_error_naming_the_label_set(tmp_path):
+    """Before: "joyful" silently counted as a wrong label and changed Emo-F1."""
+    p = write_jsonl(tmp_path / "p.jsonl", [ROWS[0], dict(ROWS[1], emotion_pred="joyful")])
+    with pytest.raises(DataError) as e:
+        evaluate_file(p, tmp_path / "out", progress=False)
+    assert str(e.value).startswith(f"{p}:2: emotion_pred 'joyful' is not in the label set "
+                                   "[happy, surprise, sad, disgust, anger, fear, neutral] (from M3ED's seven (default))")
+    write_jsonl(p, [ROWS[0], dict(ROWS[1], reference_emotion="joyful")])
+    with pytest.raises(DataError, match=r"p.jsonl:2: reference_emotion 'joyful' is not in the label set"):
+        evaluate_file(p, tmp_path / "out", progress=False)
+
+
+def test_label_set_from_meta_then_labels_option(tmp_path):
+    rows = [dict(ROWS[0], emotion_pred="joyful", reference_emotion="joyful"), dict(ROWS[1], reference_emotion="happy")]
+    p = write_jsonl(tmp_path / "p.jsonl", rows)
+    write_meta(p, ["joyful", "happy", "anger"])
+    rep = evaluate_file(p, tmp_path / "out", progress=False)
+    assert rep["labels"] == {"ids": ["joyful", "happy", "anger"], "from": str(p.with_name("p.meta.json"))}
+    assert rep["metrics"]["Emo-Acc"] == 50.0
+    with pytest.raises(DataError, match=r"'joyful' is not in the label set \[happy, anger\] \(from --labels\)"):
+        evaluate_file(p, tmp_path / "out", progress=False, labels=["happy", "anger"])
+    res = CliRunner().invoke(main, ["evaluate", "--pred", str(p), "--out", str(tmp_path / "cli"), "--no-progress",
+                                    "--labels", "joyful,happy,anger"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "cli" / "report.json").read_text(encoding="utf-8"))["labels"]["from"] == "--labels"
+
+
+def test_predictions_without_meta_are_scored_with_a_warning(tmp_path):
+    p = write_jsonl(tmp_path / "p.jsonl", ROWS)
+    res = CliRunner().invoke(main, ["evaluate", "--pred", str(p), "--out", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    warning = f"warning: {tmp_path / 'p.meta.json'}: not found — scoring p.jsonl without checking what produced it"
+    assert warning in res.stderr and warning not in res.stdout
+    report = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))
+    assert len(report["warnings"]) == 1 and report["metrics"]["Emo-Acc"] == 50.0
+    write_meta(p, ["happy", "surprise", "sad", "disgust", "anger", "fear", "neutral"])
+    res = CliRunner().invoke(main, ["evaluate", "--pred", str(p), "--out", str(tmp_path / "r"), "--no-progress"])
+    assert res.exit_code == 0 and "warning" not in res.stderr
