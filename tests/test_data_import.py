@@ -110,6 +110,9 @@ def test_prepare_cli_encoding_for_cped_and_jsonl(tmp_path):
     assert json.loads((tmp_path / "a" / "stats.json").read_text(encoding="utf-8"))["encoding"] == "gbk"
     jsonl = tmp_path / "d.jsonl"
     jsonl.write_bytes(SAMPLE.read_text(encoding="utf-8").encode("gbk"))
+    res = run("data", "prepare", "--format", "jsonl", "--input", jsonl, "--out", tmp_path / "b")
+    assert res.exit_code == 2 and last_line(res).startswith(f"error: {jsonl}: is not UTF-8 (byte offset ")
+    assert "looks like gbk) — convert it with `iconv -f gbk -t utf-8" in last_line(res)
     res = run("data", "prepare", "--format", "jsonl", "--input", jsonl, "--out", tmp_path / "b", "--encoding", "gbk")
     assert res.exit_code == 0, res.output
     n = sum(1 for _ in SAMPLE.open(encoding="utf-8") if _.strip())

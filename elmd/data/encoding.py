@@ -59,5 +59,5 @@ def read_text(path: str | Path, encoding: str | None = None) -> str:
         guess = guess or "ENCODING"
         raise DataError(path, f"is not UTF-8 (byte offset {e.start}: {bad}{looks})",
                         f"convert it with `iconv -f {guess} -t utf-8 {path} > {path.stem}.utf8{path.suffix}` "
-                        f"or pass --encoding {guess}") from None
+                        f"(`elmd data prepare` also takes --encoding {guess})") from None
     return text[1:] if text.startswith("\ufeff") else text

@@ -22,7 +22,12 @@ def _lines(path: Path, encoding: str | None):
     """``(line number, value)`` of the file's lines: UTF-8 via iter_jsonl, else decoded first."""
     fix = "check the path, or create it with `elmd data prepare`"
     if check_encoding(encoding) is None:
-        yield from iter_jsonl(path, "file", fix)
+        try:
+            yield from iter_jsonl(path, "file", fix)
+        except DataError as e:
+            if e.problem.startswith("not UTF-8"):
+                read_text(path)  # raises the error naming the byte offset, the likely encoding and iconv
+            raise
         return
     if not path.is_file():
         raise DataError(path, "file not found" if not path.exists() else "is a folder, expected a .jsonl file", fix)
