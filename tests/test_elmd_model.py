@@ -106,14 +106,36 @@ def test_label_logprobs_match_the_rep_training_loss(setup):
     idx = [0, 5]
     rep = make_batch(setup, idx, stage="rep")
     prompts = collate([encode_prompt(samples[i], "", tok, labels, "rep", n_video, cfg.prompt) for i in idx], tok.pad_id)
-    scores = model.label_logprobs(**prompts, label_ids=label_word_ids(tok, labels), video_feats=rep["video_feats"])
-    assert scores.shape == (2, len(labels))
+    ids = label_word_ids(tok, labels)
+    scores = model.label_logprobs(**prompts, label_ids=ids, video_feats=rep["video_feats"], reduction="sum")
+    means = model.label_logprobs(**prompts, label_ids=ids, video_feats=rep["video_feats"])
+    assert scores.shape == means.shape == (2, len(labels))
+    assert torch.allclose(means, scores / torch.tensor([len(w) for w in ids]))
     with torch.no_grad():
         for b, i in enumerate(idx):  # -loss * n_target_tokens = log P(true word | prompt)
             one = {k: v[b:b + 1] for k, v in rep.items()}
             n = int((one["labels"] != -100).sum())
             want = -model(**one).loss.item() * n
             assert scores[b, labels.index(samples[i].target_emotion)].item() == pytest.approx(want, abs=1e-4)
+
+
+def test_label_scores_have_no_length_bias(setup):
+    """An undecided model (every next token equally likely) must not prefer the label word that
+    happens to have fewer tokens: the sum of log-probabilities does, the mean per token does not."""
+    import copy
+
+    cfg, tok, model, n_video, samples = setup
+    labels = model_labels(cfg)
+    flat = copy.deepcopy(model)
+    with torch.no_grad():
+        flat.llm.lm_head.weight.zero_()  # uniform next-token distribution everywhere
+    prompts = collate([encode_prompt(samples[0], "", tok, labels, "rep", 0, cfg.prompt)], tok.pad_id)
+    words = [tok.encode("高"), tok.encode("惊讶惊讶惊讶")]  # 1 token vs several
+    assert len(words[0]) < len(words[1])
+    total = flat.label_logprobs(prompts["input_ids"], prompts["attention_mask"], words, reduction="sum")[0]
+    mean = flat.label_logprobs(prompts["input_ids"], prompts["attention_mask"], words)[0]
+    assert total[0] > total[1]  # the sum favours the shorter word
+    assert mean[0].item() == pytest.approx(mean[1].item(), abs=1e-5)  # the mean does not
 
 
 def test_video_inputs_must_agree(setup):

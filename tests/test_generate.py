@@ -139,11 +139,12 @@ class ScriptedModel(torch.nn.Module):
 
 
 def test_an_unparsable_output_is_counted_not_dropped(gen_run, loaded, tmp_path):
+    """generate.emotion=free (the paper's setting): the model writes the word and it is parsed."""
     from dataclasses import replace
 
     out = tmp_path / "p.jsonl"
     scripted = replace(loaded, model=ScriptedModel(loaded.tokenizer))
-    meta = gen(gen_run, out, "generate.batch_size=5", loaded=scripted)
+    meta = gen(gen_run, out, "generate.batch_size=5", "generate.emotion=free", loaded=scripted)
     got = rows(out)
     assert len(got) == 5 and meta["unparsable_emotions"] == 4
     assert (got[0]["emotion_pred"], got[0]["response"]) == ("happy", "太好了")

@@ -177,3 +177,22 @@ def test_on_token_streams_each_requests_tokens_in_order(pipe, requests):
     replies = pipe.respond_batch(requests[:2], on_token=lambda i, t: seen[i].append(t))
     assert [seen[0], seen[1]] == [r.token_ids for r in replies]
     assert pipe.tokenizer.decode([t for t in seen[0] if t != pipe.tokenizer.eos_id]) == replies[0].raw_text
+
+
+def test_constrained_emotion_is_always_decided_and_opens_the_reply(gen_run, requests):
+    from elmd.models.prompt import label_word_ids
+
+    greedy = load(gen_run.eerg, overrides=["generate.greedy=true"])  # generate.emotion=constrained by default
+    free = load(gen_run.eerg, overrides=["generate.greedy=true", "generate.emotion=free"])
+    replies = greedy.respond_batch(requests)
+    ids = label_word_ids(greedy.tokenizer, greedy.labels)
+    for r, reply in zip(requests, replies):
+        assert reply.emotion in greedy.labels and reply.emotion_word == greedy.labels.word(reply.emotion)
+        assert reply.raw_text.startswith(reply.emotion_word + "\n")  # written first, the reply conditioned on it
+        enc = greedy.batch([greedy.encode(r, reply.demonstration)], [r])
+        scores = greedy.model.label_logprobs(**{k: v for k, v in enc.items()}, label_ids=ids)[0]
+        assert greedy.labels.ids[int(scores.argmax())] == reply.emotion  # the best-scored label word
+    parsed = [x.emotion for x in free.respond_batch(requests)]
+    assert sum(e is None for e in parsed) >= sum(x.emotion is None for x in replies) == 0
+    sampled = [x.emotion for x in load(gen_run.eerg).respond_batch(requests)]  # temperature 0.95, seeded
+    assert sampled == [x.emotion for x in load(gen_run.eerg).respond_batch(requests)]

@@ -21,6 +21,12 @@ class GenerateConfig:
     seed: int = 42
     """Sampling seed: batch b is sampled after ``torch.manual_seed(seed + crc32 of its sample ids)``,
     so the same seed and batches give the same outputs (also after a resume)."""
+    emotion: str = "constrained"
+    """How the reply's emotion is decided: 'constrained' scores the label words after the prompt
+    (mean log-probability per token), picks one (the best, or sampled at `temperature`), writes it
+    and generates the reply conditioned on it, so every reply has an emotion; 'free' lets the model
+    write the word and parses it (the paper's setting; a row without a parsable word gets none).
+    A deviation from the paper, documented in elmd/inference/decoding.py."""
     device: str = "auto"
     """Device of `elmd generate` / `elmd chat`: "auto" (CUDA when available), "cpu" or "cuda"."""
 

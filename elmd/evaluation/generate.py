@@ -123,8 +123,11 @@ def _swap_in(staging: Path, out: Path) -> None:
 
 def file_counts(out: Path) -> dict:
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines() if line.strip()] if out.exists() else []
+    from collections import Counter
+
     return {"rows": len(rows), "unparsable_emotions": sum(1 for r in rows if r.get("emotion_pred") is None),
-            "empty_responses": sum(1 for r in rows if not r.get("response"))}
+            "empty_responses": sum(1 for r in rows if not r.get("response")),
+            "emotion_distribution": dict(Counter(r.get("emotion_pred") or "none" for r in rows).most_common())}
 
 
 def media_dir(out: str | Path) -> Path:
@@ -180,7 +183,7 @@ def generate_file(checkpoint: str | Path, data: str | Path | None, out: str | Pa
     meta = {**settings, "stage": pipe.spec.name, "samples": len(samples), "skipped_existing": len(samples) - len(todo),
             "generated": len(todo), "repaired_last_line": repaired, "new_tokens": tokens, "seconds": elapsed,
             "tokens_per_s": tokens / elapsed if tokens and elapsed > 0 else None, "warnings": warnings,
-            "emotion_mode": "free", **file_counts(out), "config": _cfg_dict(cfg), "complete": True}
+            "emotion_mode": cfg.generate.emotion, **file_counts(out), "config": _cfg_dict(cfg), "complete": True}
     atomic_write_json(meta_path(out), meta)
     if out != final:
         _swap_in(out, final)

@@ -8,8 +8,18 @@ kept) — and draws each row's token with **that row's own** ``torch.Generator``
 RNG is read or reseeded, so concurrent requests in threads do not disturb each other, and a
 request's draws do not depend on the batch it lands in. Greedy decoding takes the argmax.
 
-``logits_hook(step, logits [B, V]) -> logits`` may edit the scores before the choice (forced
-tokens, constraints); ``on_tokens(step, tokens [B], finished [B])`` sees every step (streaming).
+``forced`` (one token list per row) makes each row start with those tokens (the constrained
+emotion decision writes the chosen label word + newline this way); ``logits_hook(step, logits
+[B, V]) -> logits`` may edit the scores before the choice; ``on_tokens(step, tokens [B],
+finished [B])`` sees every step (streaming).
+
+**The emotion decision** (``generate.emotion``): ``constrained`` (default) scores the label words
+after the prompt (:meth:`ELMDModel.label_logprobs`, mean log-probability per token, as stage
+rep's validation does), picks one — the best, or under sampling a draw from
+softmax(scores / temperature) with the row's generator — and forces it, then the reply is
+generated conditioned on it: every reply has an emotion. ``free`` lets the model write the word
+and parses it (:func:`elmd.models.prompt.parse_output`), which is the paper's setting; a tiny or
+under-trained model then often writes none.
 With ``output_hidden`` the last-layer hidden state at each new token's position is kept (one more
 step after the last token), which is what a training forward over prompt + reply gives there.
 """
@@ -40,6 +50,8 @@ class DecodeSettings:
     """Nucleus mass kept (1 = all)."""
     top_k: int = 0
     """Keep the k best tokens before top-p (0 = off)."""
+    emotion: str = "free"
+    """The emotion decision: 'constrained' or 'free' (see the module docstring)."""
 
 
 @dataclass
@@ -86,10 +98,32 @@ def choose(logits: torch.Tensor, s: DecodeSettings, generators: Sequence[torch.G
     return torch.cat([torch.multinomial(probs[b], 1, generator=g) for b, g in enumerate(generators)])
 
 
+def pick_labels(scores: torch.Tensor, s: DecodeSettings, generators: Sequence[torch.Generator] | None) -> list[int]:
+    """The label of each row from its label scores [B, L]: argmax (greedy), else a draw from
+    softmax(scores / temperature) with the row's generator."""
+    if s.greedy or generators is None:
+        return scores.argmax(-1).tolist()
+    probs = (scores.float() / s.temperature).softmax(-1)
+    return [int(torch.multinomial(probs[b], 1, generator=g)) for b, g in enumerate(generators)]
+
+
+def _force(logits: torch.Tensor, forced: Sequence[Sequence[int]], step: int) -> torch.Tensor:
+    """Rows whose forced prefix reaches ``step`` get all their mass on that token."""
+    rows = [b for b, f in enumerate(forced) if step < len(f)]
+    if not rows:
+        return logits
+    logits = logits.clone()
+    for b in rows:
+        keep = forced[b][step]
+        logits[b] = float("-inf")
+        logits[b, keep] = 0.0
+    return logits
+
+
 @torch.no_grad()
 def decode(model, batch: dict, s: DecodeSettings, generators: Sequence[torch.Generator] | None = None,
            output_hidden: bool = False, logits_hook: Callable | None = None,
-           on_tokens: Callable | None = None) -> Decoded:
+           on_tokens: Callable | None = None, forced: Sequence[Sequence[int]] | None = None) -> Decoded:
     """New tokens for every prompt of ``batch`` (``input_ids``, ``attention_mask``, video inputs)."""
     out, state = model.start(**batch)
     B = batch["input_ids"].shape[0]
@@ -97,6 +131,8 @@ def decode(model, batch: dict, s: DecodeSettings, generators: Sequence[torch.Gen
     tokens, hidden = [], []
     for step in range(s.max_new_tokens):
         logits = out.logits[:, -1]
+        if forced is not None:
+            logits = _force(logits, forced, step)
         if logits_hook is not None:
             logits = logits_hook(step, logits)
         nxt = choose(logits, s, generators).masked_fill(finished, s.pad_id)

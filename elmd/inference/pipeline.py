@@ -85,7 +85,8 @@ class Pipeline:
         pick = lambda v, d: d if v is None else v  # noqa: E731
         return DecodeSettings(max_new_tokens=pick(r.max_new_tokens, g.max_new_tokens), eos_id=self.tokenizer.eos_id,
                               pad_id=self.tokenizer.pad_id, greedy=pick(r.greedy, g.greedy),
-                              temperature=pick(r.temperature, g.temperature), top_p=pick(r.top_p, g.top_p))
+                              temperature=pick(r.temperature, g.temperature), top_p=pick(r.top_p, g.top_p),
+                              emotion=g.emotion)
 
     def search(self, requests: Sequence[Request]) -> list:
         """Top hit of each request's utterance (same-dialogue entries excluded), or None."""
@@ -172,17 +173,40 @@ class Pipeline:
         batch = self.batch(encoded, requests)
         seeds = [self.cfg.generate.seed if r.seed is None else r.seed for r in requests]
         gens = None if settings.greedy else generators_for(seeds, self.device)
-        out = decode(self.model, batch, settings, gens, output_hidden=output_hidden, on_tokens=on_tokens)
+        picks, forced = None, None
+        if settings.emotion == "constrained":
+            picks = self._decide_emotions(batch, settings, gens)
+            if not self.spec.generates_response:  # stage rep: the decision is the whole answer
+                return [Reply(self.labels.ids[p], self.labels.word(self.labels.ids[p]), "", d,
+                              self.labels.word(self.labels.ids[p])) for p, d in zip(picks, demos)]
+            newline = self.tokenizer.encode("\n")
+            forced = [self._label_ids()[p] + newline for p in picks]
+        out = decode(self.model, batch, settings, gens, output_hidden=output_hidden, on_tokens=on_tokens, forced=forced)
         replies = []
         for b, (row, n) in enumerate(zip(out.tokens.tolist(), out.lengths)):
             ids = [t for t in row[:n] if t != settings.eos_id]
             text = self.tokenizer.decode(ids)
             emotion, response = parse_output(text, self.labels) if self.spec.generates_response else \
                 (self.labels.from_word(text.strip()), "")
+            if picks is not None:
+                emotion = self.labels.ids[picks[b]]  # the decided label (its word opens the text)
             hidden = out.hidden[b, :n].cpu() if out.hidden is not None else None
             replies.append(Reply(emotion, self.labels.word(emotion) if emotion else "", response, demos[b], text, n,
                                  row[:n], hidden))
         return replies
+
+    def _label_ids(self) -> list[list[int]]:
+        from elmd.models.prompt import label_word_ids
+
+        return label_word_ids(self.tokenizer, self.labels)
+
+    def _decide_emotions(self, batch: dict, settings: DecodeSettings, gens) -> list[int]:
+        """Label index per row: the label words scored after the prompt (mean log-prob per token)."""
+        from elmd.inference.decoding import pick_labels
+
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "video_feats", "video_present", "video_mask")
+                  if k in batch}
+        return pick_labels(self.model.label_logprobs(**inputs, label_ids=self._label_ids()), settings, gens)
 
     def _media(self) -> Path:
         if self.media_dir is None:

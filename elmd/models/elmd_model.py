@@ -206,8 +206,16 @@ class ELMDModel(nn.Module):
 
     @torch.no_grad()
     def label_logprobs(self, input_ids, attention_mask, label_ids: list[list[int]], video_feats=None,
-                       video_present=None, video_mask=None) -> torch.Tensor:
-        """log P(label word | prompt) [B, L] for each label's token ids (stage rep: argmax = prediction)."""
+                       video_present=None, video_mask=None, reduction: str = "mean") -> torch.Tensor:
+        """Scores [B, L] of each label word after the prompt: the **mean** log-probability of its tokens
+        (``reduction="mean"``, default) or their sum = log P(word | prompt) (``"sum"``).
+
+        The mean puts words of different token counts on an equal footing: with the sum, a word
+        that happens to be one token beats a two-token word whenever the model is unsure, a bias
+        that ChatGLM2-6B's tokenizer has too wherever the label words differ in length. Stage rep's
+        validation and the constrained emotion decision take the argmax of these scores."""
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction '{reduction}' — use mean or sum")
         B, scores = input_ids.shape[0], []
         vm = video_mask if video_mask is not None else torch.zeros_like(input_ids, dtype=torch.bool)
         for ids in label_ids:
@@ -215,7 +223,8 @@ class ELMDModel(nn.Module):
             logits = self(torch.cat([input_ids, word], 1), torch.cat([attention_mask, torch.ones_like(word)], 1),
                           None, video_feats, video_present, torch.cat([vm, torch.zeros_like(word, dtype=torch.bool)], 1)).logits
             logp = logits[:, -len(ids) - 1:-1].float().log_softmax(-1)  # [B, n, vocab]
-            scores.append(logp.gather(-1, word.unsqueeze(-1)).squeeze(-1).sum(-1))
+            token_logp = logp.gather(-1, word.unsqueeze(-1)).squeeze(-1)  # [B, n]
+            scores.append(token_logp.mean(-1) if reduction == "mean" else token_logp.sum(-1))
         return torch.stack(scores, dim=1)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
