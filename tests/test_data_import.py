@@ -256,3 +256,19 @@ def test_real_cped_keeps_gender_age_act_scene():
     assert (first.speaker, first.profile, first.act, first.scene) == ("于春晓", {"gender": "female", "age": "young"}, "question", "car")
     # a dialogue that changes scene keeps each turn's own
     assert any(len({t.scene for t in d.turns}) > 1 for d in dialogues)
+
+
+def test_prepare_keeps_other_splits_without_overwrite(tmp_path):
+    """No silent loss: other splits in --out are replaced only with --overwrite; the same again is fine."""
+    out = tmp_path / "d"
+    assert run("data", "prepare", "--format", "jsonl", "--input", SAMPLE, "--out", out).exit_code == 0
+    before = (out / "train.jsonl").read_bytes()
+    again = run("data", "prepare", "--format", "jsonl", "--input", SAMPLE, "--out", out)
+    assert again.exit_code == 0 and (out / "train.jsonl").read_bytes() == before
+    res = run("data", "prepare", "--format", "jsonl", "--input", SAMPLE, "--out", out, "--seed", "7")
+    assert res.exit_code == 2 and last_line(res) == (
+        f"error: {out}: already holds other splits (train.jsonl, valid.jsonl, test.jsonl differ from this input and "
+        "settings) — pass --overwrite to replace them, or choose another --out")
+    assert (out / "train.jsonl").read_bytes() == before
+    res = run("data", "prepare", "--format", "jsonl", "--input", SAMPLE, "--out", out, "--seed", "7", "--overwrite")
+    assert res.exit_code == 0 and (out / "train.jsonl").read_bytes() != before

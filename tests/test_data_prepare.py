@@ -180,7 +180,7 @@ def test_prepare_is_atomic(tmp_path, monkeypatch):
     real = prepare_mod.atomic_write_jsonl
     monkeypatch.setattr(prepare_mod, "atomic_write_jsonl", failing)
     with pytest.raises(OSError):
-        prepare("jsonl", src, out, DataConfig(seed=7))
+        prepare("jsonl", src, out, DataConfig(seed=7), overwrite=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old outputs intact, no staging left
 
 

@@ -28,14 +28,15 @@ def cli():
               help="Video path per sentence, e.g. 'videos/{series}/{dialogue_id}/{utterance_id}.mp4' (M3ED/CPED).")
 @click.option("--encoding", default=None, metavar="NAME",
               help="Text encoding of --input when it is not UTF-8, e.g. gbk (default: UTF-8, BOM optional).")
+@click.option("--overwrite", is_flag=True, help="Replace other splits already in --out (the same splits are rewritten anyway).")
 @config_options
 @friendly_errors
-def prepare_cmd(fmt, input_path, out, split_by, seed, keep_negative_other, video_template, encoding, config, overrides):
+def prepare_cmd(fmt, input_path, out, split_by, seed, keep_negative_other, video_template, encoding, overwrite, config, overrides):
     """Import a corpus, merge same-speaker runs, split 8:1:1 and write the canonical splits."""
     flags = ([f"data.split_by={split_by}"] if split_by else []) + ([f"data.seed={seed}"] if seed is not None else [])
     cfg = resolve(config, list(overrides) + flags)  # the flags are validated like --set
     stats = prepare(fmt, input_path, out, cfg.data, keep_negative_other=keep_negative_other, video_template=video_template,
-                    encoding=encoding, config=cfg)
+                    encoding=encoding, config=cfg, overwrite=overwrite)
     click.echo(format_stats(stats))
     click.echo(f"wrote {out}/{{train,valid,test}}.jsonl, stats.json, config.yaml")
 

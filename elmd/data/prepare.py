@@ -12,6 +12,7 @@ written, its paths portable (:func:`elmd.runs.portable_config`: ``./train.jsonl`
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import tempfile
@@ -96,9 +97,11 @@ def config_text(cfg: DataConfig, out: Path, config=None) -> str:
 
 def prepare(fmt: str, input_path: str | Path, out: str | Path, cfg: DataConfig, *,
             keep_negative_other: bool = False, video_template: str | None = None,
-            encoding: str | None = None, config=None) -> dict:
+            encoding: str | None = None, config=None, overwrite: bool = False) -> dict:
     """Import, split 8:1:1 (cfg.split_ratios) by cfg.split_by with cfg.seed, write the folder.
-    ``config``: the whole ELMDConfig the command ran with, saved (portable) as config.yaml."""
+    ``config``: the whole ELMDConfig the command ran with, saved (portable) as config.yaml.
+    Splits already in ``out`` that differ from the new ones are replaced only with ``overwrite``
+    (the same splits again are rewritten quietly, with a fresh config.yaml and stats.json)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(out, "exists and is a file, not a folder", "give --out a folder (new or a previous `data prepare` output)")
@@ -118,11 +121,14 @@ def prepare(fmt: str, input_path: str | Path, out: str | Path, cfg: DataConfig, 
         "keep_negative_other": keep_negative_other,
         "splits": {name: split_stats(part) for name, part in splits.items()},
     }
+    rows = {name: _portable(splits[name], Path(input_path).parent, out) for name in SPLITS}
+    if not overwrite:
+        _refuse_other_splits(out, rows)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out))
     try:
         for name in SPLITS:
-            atomic_write_jsonl(staging / f"{name}.jsonl", _portable(splits[name], Path(input_path).parent, out))
+            atomic_write_jsonl(staging / f"{name}.jsonl", rows[name])
         atomic_write_text(staging / "config.yaml", config_text(replace(cfg, labels=list(labels.ids)), out, config))
         atomic_write_json(staging / "stats.json", stats)
         for name in [f"{s}.jsonl" for s in SPLITS] + ["config.yaml", "stats.json"]:
@@ -130,6 +136,18 @@ def prepare(fmt: str, input_path: str | Path, out: str | Path, cfg: DataConfig, 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return stats
+
+
+def _refuse_other_splits(out: Path, rows: dict[str, list[dict]]) -> None:
+    """A one-line ElmdError when ``out`` holds splits other than ``rows`` (nothing is lost silently)."""
+    differ = []
+    for name, part in rows.items():
+        old = out / f"{name}.jsonl"
+        if old.is_file() and old.read_bytes() != "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part).encode("utf-8"):
+            differ.append(old.name)
+    if differ:
+        raise ElmdError(f"{out}: already holds other splits ({', '.join(differ)} differ from this input and settings) — "
+                        "pass --overwrite to replace them, or choose another --out")
 
 
 def format_stats(stats: dict) -> str:
