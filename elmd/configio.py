@@ -154,17 +154,17 @@ def save_config(cfg, path: str | Path) -> Path:
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
 
 
-def bad_value(prefix: str, key: str, value, allowed: str):
+def bad_value(prefix: str, key: str, value, allowed: str, verb: str = "is out of range"):
     """Raise the one-line error: ``prefix.key=value is out of range — must be ALLOWED``."""
     name = f"{prefix}.{key}" if prefix else key
-    raise ConfigError(f"{name}={value!r} is out of range — must be {allowed}")
+    raise ConfigError(f"{name}={value!r} {verb} — must be {allowed}")
 
 
 def check_choice(prefix: str, obj, key: str, choices) -> None:
     """``obj.key`` is one of ``choices``."""
     value = getattr(obj, key)
     if value not in choices:
-        bad_value(prefix, key, value, f"one of {', '.join(map(str, choices))}")
+        bad_value(prefix, key, value, f"one of {', '.join(map(str, choices))}", "is not a choice")
 
 
 def check_range(prefix: str, obj, key: str, lo=None, hi=None, *, lo_open: bool = False,
@@ -192,7 +192,7 @@ def check_device(prefix: str, obj, key: str = "device") -> None:
     if value in ("auto", "cpu", "cuda") or (isinstance(value, str) and value.startswith("cuda:")
                                             and value[5:].isdigit()):
         return
-    bad_value(prefix, key, value, DEVICE_HELP)
+    bad_value(prefix, key, value, DEVICE_HELP, "is not a device")
 
 
 def validate_config(obj, prefix: str = "") -> None:
