@@ -107,7 +107,7 @@ class Backend:
         store = getattr(self.pipe, "store", None)
         vision = self.pipe.cfg.vision
         if store is None or vision.on_bad_video != "error":
-            load_frames(path, vision.num_frames, vision.image_size, vision.video_backend)
+            load_frames(path, vision.num_frames, vision.image_size, vision.backend)
         if store is not None:
             store.memo[str(path)] = store([str(path)])[0]
 

@@ -13,6 +13,7 @@ the next message only.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 
@@ -24,6 +25,7 @@ from elmd.errors import ElmdError  # noqa: E402
 from elmd.serve.engine import QueueFull, RequestTimeout  # noqa: E402
 from elmd.serve.protocol import ChatCompletionRequest, ChatMessage, ElmdOptions  # noqa: E402
 
+log = logging.getLogger("elmd.serve")
 TITLE = "ELMD 情感多模态对话"
 NO_EMOTION = "**预测情绪：** –"
 
@@ -107,6 +109,9 @@ def build_page(backend) -> gr.Blocks:
             video = await backend.videos.add_file(path)
         except ElmdError as e:
             return None, f"视频无法使用：{e}"
+        except Exception:  # noqa: BLE001  (logged; the page carries on)
+            log.exception("page upload failed")
+            return None, "视频无法使用：服务器无法读取这个文件。"
         return video.id, "视频已上传，将随下一句话发送。"
 
     def clear():
