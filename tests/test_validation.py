@@ -40,6 +40,7 @@ MORE_CASES = [
     ("generate.top_p=0", "generate.top_p=0.0 ", "in (0, 1]"),
     ("generate.device=cuda:x", "generate.device='cuda:x' ", "cuda:N"),
     ("generate.max_new_tokens=0", "generate.max_new_tokens=0 ", ">= 1"),
+    ("generate.emotion=forced", "generate.emotion='forced' is not a choice", "one of constrained, free"),
     ("train.grad_accum=0", "train.grad_accum=0 ", ">= 1"),
     ("train.scheduler=cosine", "train.scheduler='cosine' ", "one of linear, constant"),
     ("train.stage=sft", "train.stage='sft' ", "one of rep, eerg"),

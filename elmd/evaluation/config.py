@@ -32,11 +32,12 @@ class GenerateConfig:
 
     def validate(self, prefix: str = "generate") -> None:
         """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
-        from elmd.configio import check_device, check_range
+        from elmd.configio import check_choice, check_device, check_range
 
         check_range(prefix, self, "top_p", 0, 1, lo_open=True)
         check_range(prefix, self, "temperature", 0, lo_open=True)
         check_range(prefix, self, "max_new_tokens", 1)
         check_range(prefix, self, "batch_size", 1)
         check_range(prefix, self, "seed", 0)
+        check_choice(prefix, self, "emotion", ("constrained", "free"))
         check_device(prefix, self)
