@@ -232,3 +232,12 @@ def test_predictions_without_meta_are_scored_with_a_warning(tmp_path):
     write_meta(p, ["happy", "surprise", "sad", "disgust", "anger", "fear", "neutral"])
     res = CliRunner().invoke(main, ["evaluate", "--pred", str(p), "--out", str(tmp_path / "r"), "--no-progress"])
     assert res.exit_code == 0 and "warning" not in res.stderr
+
+
+def test_unfinished_generation_is_scored_with_a_warning(tmp_path):
+    p = write_jsonl(tmp_path / "p.jsonl", ROWS[:2])
+    p.with_name("p.meta.json").write_text(json.dumps({"checkpoint": "x", "complete": False}), encoding="utf-8")
+    rep = evaluate_file(p, tmp_path / "r", progress=False)
+    assert rep["counts"]["samples"] == 2 and rep["labels"]["from"] == "M3ED's seven (default)"
+    assert rep["warnings"] == [f"{tmp_path / 'p.meta.json'}: generation did not finish — scoring the rows written so far "
+                               "(run the same `elmd generate` again to complete it)"]

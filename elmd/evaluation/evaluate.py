@@ -73,7 +73,11 @@ def label_set_of(pred_path: str | Path, labels=None) -> tuple[tuple[str, ...], s
     config_labels = None
     if meta.is_file():
         try:
-            config_labels = ((json.loads(meta.read_text(encoding="utf-8")).get("config") or {}).get("data") or {}).get("labels")
+            info = json.loads(meta.read_text(encoding="utf-8"))
+            config_labels = ((info.get("config") or {}).get("data") or {}).get("labels")
+            if info.get("complete") is False:
+                warnings.append(f"{meta}: generation did not finish — scoring the rows written so far "
+                                "(run the same `elmd generate` again to complete it)")
         except (ValueError, AttributeError):
             warnings.append(f"{meta}: not valid JSON — its label set is ignored")
     else:
