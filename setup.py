@@ -38,7 +38,9 @@ setup(
     ],
     extras_require={
         "gpu": ["faiss-gpu-cu12"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "openai>=1.40", "selenium>=4.20"],  # the serve tests' client and browser driver
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9", "httpx>=0.27",
+                  "gradio>=5.0,<7"],  # `elmd serve` (+255 MB with openai + selenium, ~30 s)
     },
     entry_points={"console_scripts": ["elmd=elmd.cli.main:main"]},
 )

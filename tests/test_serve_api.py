@@ -10,8 +10,11 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e .[serve])")
+
+import httpx  # noqa: E402
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from serve_standin import LiveServer, StandInPipe, standin_cfg

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e .[serve])")
+
+import httpx  # noqa: E402
 from serve_standin import LiveServer
 
 from elmd.serve import ServeConfig, build
