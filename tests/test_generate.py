@@ -119,7 +119,7 @@ class ScriptedModel(torch.nn.Module):
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(1))
         good = tokenizer.encode("高兴\n太好了") + [tokenizer.eos_id]
-        bad = tokenizer.encode("随便说说吧") + [tokenizer.eos_id]
+        bad = tokenizer.encode("唉，真让人难过。") + [tokenizer.eos_id]
         self.answers, self.vocab = [good, bad], tokenizer.vocab_size
 
     def _logits(self, rows: int, k: int) -> ELMDOutput:
@@ -148,7 +148,7 @@ def test_an_unparsable_output_is_counted_not_dropped(gen_run, loaded, tmp_path):
     got = rows(out)
     assert len(got) == 5 and meta["unparsable_emotions"] == 4
     assert (got[0]["emotion_pred"], got[0]["response"]) == ("happy", "太好了")
-    assert all(r["emotion_pred"] is None and r["response"] == "随便说说吧" for r in got[1:])
+    assert all(r["emotion_pred"] is None and r["response"] == "唉，真让人难过。" for r in got[1:])
     report = evaluate_file(out, tmp_path / "r.json", progress=False)
     assert report["counts"]["unparsable_emotions"] == 4 and report["counts"]["samples"] == 5
 

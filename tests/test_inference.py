@@ -196,3 +196,16 @@ def test_constrained_emotion_is_always_decided_and_opens_the_reply(gen_run, requ
     assert sum(e is None for e in parsed) >= sum(x.emotion is None for x in replies) == 0
     sampled = [x.emotion for x in load(gen_run.eerg).respond_batch(requests)]  # temperature 0.95, seeded
     assert sampled == [x.emotion for x in load(gen_run.eerg).respond_batch(requests)]
+
+
+def test_replies_hold_no_control_characters_or_broken_utf8(pipe, requests):
+    import unicodedata
+
+    tok = pipe.tokenizer
+    banned = set(tok.never_generated_ids())
+    assert tok.sp.piece_to_id("<0x0A>") not in banned and tok.eos_id not in banned and tok.gmask_id in banned
+    assert any(tok.sp.is_byte(i) for i in banned)
+    many = [Request(**{**vars(r), "seed": s, "greedy": False}) for r in requests for s in range(4)]
+    for reply in pipe.respond_batch(many):  # the random tiny LM: before the mask it wrote \x17, \x03 and U+FFFD
+        assert "\ufffd" not in reply.raw_text and not banned & set(reply.token_ids)
+        assert not [c for c in reply.raw_text if unicodedata.category(c) == "Cc" and c != "\n"]

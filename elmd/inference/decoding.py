@@ -123,14 +123,18 @@ def _force(logits: torch.Tensor, forced: Sequence[Sequence[int]], step: int) -> 
 @torch.no_grad()
 def decode(model, batch: dict, s: DecodeSettings, generators: Sequence[torch.Generator] | None = None,
            output_hidden: bool = False, logits_hook: Callable | None = None,
-           on_tokens: Callable | None = None, forced: Sequence[Sequence[int]] | None = None) -> Decoded:
-    """New tokens for every prompt of ``batch`` (``input_ids``, ``attention_mask``, video inputs)."""
+           on_tokens: Callable | None = None, forced: Sequence[Sequence[int]] | None = None,
+           banned: torch.Tensor | None = None) -> Decoded:
+    """New tokens for every prompt of ``batch`` (``input_ids``, ``attention_mask``, video inputs);
+    ``banned`` (a bool mask [V]) = tokens never chosen (see ``ChatGLMTokenizer.never_generated_ids``)."""
     out, state = model.start(**batch)
     B = batch["input_ids"].shape[0]
     finished = torch.zeros(B, dtype=torch.bool, device=batch["input_ids"].device)
     tokens, hidden = [], []
     for step in range(s.max_new_tokens):
         logits = out.logits[:, -1]
+        if banned is not None:
+            logits = logits.masked_fill(_widen(banned, logits.shape[-1]), float("-inf"))
         if forced is not None:
             logits = _force(logits, forced, step)
         if logits_hook is not None:
@@ -150,6 +154,13 @@ def decode(model, batch: dict, s: DecodeSettings, generators: Sequence[torch.Gen
     new = torch.stack(tokens, 1) if tokens else batch["input_ids"].new_zeros(B, 0)
     lengths = [_length(row, s.eos_id) for row in new.tolist()]
     return Decoded(new, lengths, torch.stack(hidden, 1) if output_hidden and hidden else None)
+
+
+def _widen(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """``mask`` [n] as [width]: ids past n (LM-head rows no token uses) are masked too."""
+    if mask.shape[0] >= width:
+        return mask[:width]
+    return torch.cat([mask, mask.new_ones(width - mask.shape[0])])
 
 
 def _length(row: list[int], eos: int) -> int:

@@ -67,6 +67,8 @@ class Pipeline:
     media_dir: Path | None = None
     video_transform: Callable | None = None
     """``(feats [B, m, Q, q], requests) -> feats``: changes a batch's video features (single-frame baseline)."""
+    keep_ids: tuple[int, ...] = ()
+    """Special ids replies may contain after all (a head's added tokens, e.g. [IMG1..r])."""
 
     @property
     def device(self) -> torch.device:
@@ -181,7 +183,8 @@ class Pipeline:
                               self.labels.word(self.labels.ids[p])) for p, d in zip(picks, demos)]
             newline = self.tokenizer.encode("\n")
             forced = [self._label_ids()[p] + newline for p in picks]
-        out = decode(self.model, batch, settings, gens, output_hidden=output_hidden, on_tokens=on_tokens, forced=forced)
+        out = decode(self.model, batch, settings, gens, output_hidden=output_hidden, on_tokens=on_tokens, forced=forced,
+                     banned=self._banned())
         replies = []
         for b, (row, n) in enumerate(zip(out.tokens.tolist(), out.lengths)):
             ids = [t for t in row[:n] if t != settings.eos_id]
@@ -194,6 +197,15 @@ class Pipeline:
             replies.append(Reply(emotion, self.labels.word(emotion) if emotion else "", response, demos[b], text, n,
                                  row[:n], hidden))
         return replies
+
+    def _banned(self) -> torch.Tensor:
+        """Bool mask [tokenizer vocab] of the ids a reply never contains (byte pieces, controls,
+        specials); LM-head rows past the tokenizer are masked by the decoder too."""
+        if getattr(self, "_banned_mask", None) is None:
+            mask = torch.zeros(self.tokenizer.vocab_size, dtype=torch.bool)
+            mask[self.tokenizer.never_generated_ids(keep=self.keep_ids)] = True
+            self._banned_mask = mask.to(self.device)
+        return self._banned_mask
 
     def _label_ids(self) -> list[list[int]]:
         from elmd.models.prompt import label_word_ids

@@ -96,6 +96,18 @@ class ChatGLMTokenizer:
             seqs.append(self.prefix_ids() + ids)
         return left_pad(seqs, self.pad_id)
 
+    def never_generated_ids(self, keep=()) -> list[int]:
+        """Ids a reply never contains: byte-fallback pieces (except the newline between the emotion
+        word and the reply), control and unknown pieces, and the special tokens; ``keep`` spares
+        ids (e.g. a head's added tokens). Masking them keeps U+FFFD, control characters and broken
+        UTF-8 fragments out of every generated text (a character outside the vocabulary then cannot
+        be written, which the data-sized tiny vocabulary and ChatGLM2's 64k pieces make rare)."""
+        newline = self.sp.piece_to_id("<0x0A>")
+        out = [i for i in range(self.n_words)
+               if (self.sp.is_byte(i) and i != newline) or self.sp.is_control(i) or self.sp.is_unknown(i)]
+        out += [i for i in self.special_ids.values()]
+        return [i for i in out if i not in set(keep) and i != self.eos_id]
+
     def round_prompt(self, query: str, n: int = 1) -> str:
         return ROUND_TEMPLATE.format(n=n, q=query)
 
