@@ -231,3 +231,28 @@ def test_media_route_rejects_bad_names(served):
     for name in ("..%2Fsecret.png", "x.png", "A" * 32 + ".png"):
         r = client.get(f"/media/{name}")
         assert r.status_code == 404 and "error" in r.json()
+
+
+def test_clients_that_go_away_free_their_queue_slots():
+    pipe = StandInPipe()
+    pipe.gate.clear()
+    backend, app = build(None, standin_cfg(max_queue=4, max_batch=1, max_wait_ms=0), pipe=pipe)
+    server = LiveServer(app)
+    body = {"messages": [{"role": "user", "content": "等等"}]}
+    try:
+        with ThreadPoolExecutor(1) as ex:
+            running = ex.submit(httpx.post, f"{server.url}/v1/chat/completions", json=body, timeout=30)
+            _wait(lambda: pipe.calls == [1])
+            with pytest.raises(httpx.ReadTimeout):  # a plain request whose client gives up
+                httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=0.5)
+            with httpx.stream("POST", f"{server.url}/v1/chat/completions", json={**body, "stream": True},
+                              timeout=10) as r:  # a stream closed after its first chunk
+                assert next(r.iter_lines()).startswith("data: ")
+                _wait(lambda: backend.engine.waiting == 1 or backend.engine.stats.cancelled >= 1)
+            _wait(lambda: backend.engine.waiting == 0 and backend.engine.stats.cancelled == 2)
+            pipe.gate.set()
+            assert running.result().status_code == 200
+        assert [r.utterance for r in pipe.seen] == ["等等"]  # the two abandoned requests never reached the model
+    finally:
+        server.stop()
+        backend.close()
