@@ -52,11 +52,11 @@ q elmd features pretrain-encoder --out "$RUN/vision" "${T[@]}"
 q elmd features extract --data data/sample/dialogues.jsonl "${T[@]}"
 
 step "5. stage rep (video Linear -> reply emotion) -> $RUN/rep, and rep w/o V -> $RUN/rep_wo_v"
-q elmd train --stage rep "${T[@]}"
-q elmd train --stage rep --ablation wo_v --out "$RUN/rep_wo_v" "${T[@]}"
+q elmd train --stage rep --overwrite "${T[@]}"
+q elmd train --stage rep --ablation wo_v --out "$RUN/rep_wo_v" --overwrite "${T[@]}"
 
 step "6. stage eerg (p-tuning v2 prefix + Linear from rep) -> $RUN/eerg"
-q elmd train --stage eerg "${T[@]}"
+q elmd train --stage eerg --overwrite "${T[@]}"
 
 step "REP valid emotion accuracy (argmax over the label words' likelihood)"
 "${ELMD_VENV:-.venv}/bin/python" - "$RUN" <<'PY'
@@ -75,9 +75,9 @@ for a in wo_ert wo_ssc; do  # retrievers without ERT / SSC and their indexes (in
   q elmd index build --retriever "$RUN/retriever-$a" --out "$RUN/index-$a" "${T[@]}"
 done
 for a in wo_erm wo_ert wo_ssc wo_v wo_rep; do
-  q elmd train --stage eerg --ablation "$a" --out "$RUN/ablations/$a" "${T[@]}" | tail -n 1
+  q elmd train --stage eerg --ablation "$a" --out "$RUN/ablations/$a" --overwrite "${T[@]}" | tail -n 1
 done
-q elmd train --stage eerg --ablation wo_v --out "$RUN/ablations/text_only" "${T[@]}" \
+q elmd train --stage eerg --ablation wo_v --out "$RUN/ablations/text_only" --overwrite "${T[@]}" \
   --set prompt.use_demonstration=false --set train.init_from_rep=false | tail -n 1
 
 step "8. generate on the test split and evaluate -> $RUN/eval"
