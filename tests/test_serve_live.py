@@ -106,3 +106,24 @@ def test_concurrent_requests_are_batched_and_equal_one_at_a_time(live):
     assert batched_calls < len(utterances) and backend.engine.stats.largest_batch > 1
     alone = [ask(k) for k in range(len(utterances))]
     assert together == alone
+
+
+def test_avatar_head_media_are_served_under_unguessable_names(live):
+    _, _, pipe = live
+    backend, app = build(None, ServeConfig(page=False, heads=("avatar",), media_ttl_s=60), pipe=pipe.with_heads(["avatar"]))
+    server = LiveServer(app)
+    try:
+        r = httpx.post(f"{server.url}/v1/chat/completions", timeout=120, json={
+            "messages": [{"role": "user", "content": "你回来啦"}], "seed": 1, "max_tokens": 8})
+        info = r.json()["elmd"]
+        assert r.status_code == 200 and info["heads"]["avatar"]["frames"] > 0, info
+        video = httpx.get(server.url + info["avatar_video_url"], timeout=30)
+        audio = httpx.get(server.url + info["avatar_audio_url"], timeout=30)
+        assert video.status_code == 200 and video.content[4:8] == b"ftyp"
+        assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
+        assert len(info["avatar_video_url"].removeprefix("/media/")) == 36
+        assert not list(backend.heads_dir.iterdir())  # the heads' work files are gone; only published media stay
+        assert "reference" not in info["heads"]["avatar"]  # no server path leaks
+    finally:
+        server.stop()
+        backend.close()

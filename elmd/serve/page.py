@@ -42,7 +42,7 @@ def _messages(turns: list[dict]) -> list[ChatMessage]:
 def _chat_view(turns: list[dict]) -> list[dict]:
     view = []
     for t in turns:
-        view.append({"role": "user", "content": t["user"] + ("  🎬" if t.get("video") else "")})
+        view.append({"role": "user", "content": t["user"] + ("（附视频）" if t.get("video") else "")})
         if t.get("reply") is not None:
             word = t.get("emotion_word") or "未知"
             view.append({"role": "assistant", "content": f"{t['reply']}\n\n*（情绪：{word}）*"})
