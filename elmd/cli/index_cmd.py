@@ -21,23 +21,52 @@ def cli():
 @click.option("--encoder", default=None, help="Untrained encoder instead: local sentence-transformers folder or builtin:char [default: retrieval.encoder].")
 @click.option("--out", default=None, help="Index folder [default: index.path].")
 @click.option("--factory", default=None, help="FAISS factory string: Flat, IVF256,Flat, HNSW32, ... [default: index.factory].")
+@click.option("--overwrite", is_flag=True, help="Replace an index of other data / another encoder already at --out.")
 @config_options
 @friendly_errors
-def build(data, retriever, encoder, out, factory, config, overrides):
+def build(data, retriever, encoder, out, factory, overwrite, config, overrides):
     """Embed every utterance u' and store index.faiss + table.jsonl + meta.json.
 
     With SSC the key is the concatenation of the s normalised sub-vectors divided by sqrt(s), so
     the inner product ranks by mean sub-vector cosine; otherwise the normalised embedding.
     """
+    from elmd.io import atomic_dir
     from retrieval.build import build_index
 
     if retriever and encoder:
         raise click.UsageError("give --retriever or --encoder, not both")
     cfg = resolve(config, overrides)
-    out = out or cfg.index.path
-    index = build_index(cfg, data or cfg.data.train, out, retriever or encoder or cfg.retrieval.encoder, factory)
+    out, data, enc = out or cfg.index.path, data or cfg.data.train, retriever or encoder or cfg.retrieval.encoder
+    if not overwrite:
+        _refuse_other_index(out, data, enc)
+    with atomic_dir(out) as staging:  # the old index stays whole until the new one is complete
+        index = build_index(cfg, data, str(staging), enc, factory)
     click.echo(f"indexed {len(index)} pairs with {index.meta['encoder']['label']} ({index.scoring.describe()}; "
                f"{index.meta['degenerate_entries']} degenerate entries never returned) -> {out}")
+
+
+def _refuse_other_index(out: str, data: str, encoder: str) -> None:
+    """An index at ``out`` built from other data or by another encoder is not replaced silently."""
+    from pathlib import Path
+
+    from elmd.io import file_sha256
+    from retrieval.builtin import is_builtin
+
+    meta_file = Path(out) / "meta.json"
+    if not meta_file.is_file():
+        return
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except ValueError:
+        raise ElmdError(f"{meta_file}: is not valid JSON — pass --overwrite to replace that index") from None
+    same_data = Path(data).is_file() and meta.get("data", {}).get("sha256") == file_sha256(data)
+    recorded = meta.get("encoder", {}).get("path")
+    same_encoder = recorded == "encoder" if is_builtin(encoder) else \
+        recorded == str(Path(encoder).resolve())
+    if not (same_data and same_encoder):
+        what = "other data" if not same_data else "another encoder"
+        raise ElmdError(f"{out}: already holds an index of {what} ({meta.get('data', {}).get('path')}, "
+                        f"{meta.get('encoder', {}).get('label')}) — pass --overwrite to replace it, or choose another --out")
 
 
 @cli.command("search")

@@ -256,6 +256,19 @@ class Pipeline:
         return other
 
 
+def _check_index_unchanged(meta: dict, index_path: str) -> None:
+    """Warn (once, on stderr) when the index is not the one the run was trained with."""
+    import hashlib
+    import sys
+
+    want = (meta.get("fingerprints") or {}).get("index", {}).get("meta_sha256")
+    file = Path(index_path) / "meta.json"
+    if want and file.is_file() and hashlib.sha256(file.read_bytes()).hexdigest() != want:
+        print(f"warning: the index at {index_path} changed since the run was trained (its meta.json differs from the "
+              "one recorded in the run's meta.json) — demonstrations now come from another index; rebuild the run's "
+              "index or point index.path at it", file=sys.stderr)
+
+
 def _token_hook(on_token: Callable[[int, int], None], idx: list[int]):
     """decode's ``on_tokens(step, tokens, finished)`` -> ``on_token(request index, token)`` until each row's eos."""
     done = [False] * len(idx)
@@ -292,6 +305,8 @@ def load(run_dir: str | Path, device: str = "auto", overrides=(), heads: Sequenc
     if with_model:
         model, tokenizer, _ = load_model(folder, dev, cfg)
     index = open_index(cfg) if cfg.prompt.use_demonstration else None
+    if index is not None:
+        _check_index_unchanged(meta, cfg.index.path)
     store = FeatureStore(cfg.vision, encoder, in_memory=False) if with_model and video_tokens(cfg) else None
     pipe = Pipeline(cfg, folder, meta, spec, model, tokenizer, labels_of(cfg), index, store,
                     media_dir=Path(media_dir) if media_dir else None)
