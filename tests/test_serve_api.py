@@ -83,6 +83,9 @@ def test_history_is_trimmed_and_oversized_input_refused(served):
     assert too_many.status_code == 400 and "at most 200" in too_many.json()["error"]["message"]
     assert chat(client, ("user", "长" * 51)).status_code == 400
     assert chat(client, ("user", "好"), max_tokens=10_000).status_code == 400
+    huge = client.post("/v1/chat/completions", content=b"{" + b" " * (200 * 50 * 4 + 70_000) + b"}",
+                       headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and "larger than" in huge.json()["error"]["message"]
     assert len(pipe.seen) == 1  # refused before reaching the model
 
 
@@ -256,3 +259,17 @@ def test_clients_that_go_away_free_their_queue_slots():
     finally:
         server.stop()
         backend.close()
+
+
+def test_page_has_analytics_off_and_is_built_from_the_backend(served):
+    pytest.importorskip("gradio")
+    import os
+
+    from elmd.serve.page import build_page
+
+    _, backend, _ = served()
+    blocks = build_page(backend)
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and blocks.analytics_enabled is False
+    assert not getattr(blocks, "share", False)
+    ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
+    assert {"elmd-chat", "elmd-input", "elmd-video", "elmd-emotion", "elmd-demo", "elmd-regen", "elmd-clear"} <= ids

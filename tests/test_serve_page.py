@@ -1,7 +1,7 @@
 """The web page of `elmd serve` in a real headless browser (Debian's chromium + chromium-driver,
 Selenium pointed at /usr/bin/chromedriver: nothing downloaded): upload a sample video, type a
 Chinese message, see the reply and its emotion; a corrupt upload shows an error and the page keeps
-working; "清空" empties the chat. A screenshot is saved (``ELMD_SERVE_SCREENSHOT`` names a copy)."""
+working; "重新生成" answers the last turn again; "清空" empties the chat. A screenshot is saved (``ELMD_SERVE_SCREENSHOT`` names a copy)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,15 @@ def _wait_text(driver, css, text, timeout=60):
     return driver.find_element(By.CSS_SELECTOR, css).text
 
 
+def _wait(cond, timeout=30.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
 def _say(driver, text):
     from selenium.webdriver.common.by import By
 
@@ -105,6 +114,13 @@ def test_page_chat_with_video_bad_upload_and_clear(page, video_dir, tmp_path):
     if os.environ.get("ELMD_SERVE_SCREENSHOT"):
         shutil.copy(tmp_path / "page.png", os.environ["ELMD_SERVE_SCREENSHOT"])
         shutil.copy(tmp_path / "page_after_bad_upload.png", os.environ["ELMD_SERVE_SCREENSHOT"] + ".after.png")
+
+    calls = len(pipe.seen)
+    driver.find_element(By.CSS_SELECTOR, "#elmd-regen").click()  # the last reply is answered again
+    _wait(lambda: len(pipe.seen) == calls + 1)
+    _wait_text(driver, "#elmd-chat", "收到：还在吗")
+    assert pipe.seen[-1].utterance == "还在吗" and len(pipe.seen[-1].history) == len(pipe.seen[-2].history)
+    assert driver.find_element(By.CSS_SELECTOR, "#elmd-chat").text.count("收到：还在吗") == 1
 
     driver.find_element(By.CSS_SELECTOR, "#elmd-clear").click()
     WebDriverWait(driver, 30).until(lambda d: "收到" not in d.find_element(By.CSS_SELECTOR, "#elmd-chat").text)

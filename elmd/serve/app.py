@@ -44,6 +44,9 @@ def create_app(backend: Backend) -> FastAPI:
     app = FastAPI(title="elmd serve", docs_url=None, redoc_url=None, openapi_url=None)
     _handlers(app, cfg.retry_after_s)
 
+    app.add_middleware(BodyLimit, path="/v1/chat/completions",
+                       limit=cfg.max_messages * cfg.max_message_chars * 4 + (1 << 16))  # UTF-8 + JSON overhead
+
     async def auth(request: Request) -> None:
         if not cfg.api_key:
             return
@@ -102,6 +105,22 @@ def create_app(backend: Backend) -> FastAPI:
 
         app = mount_page(app, backend)
     return app
+
+
+class BodyLimit:
+    """Pure ASGI middleware (keeps disconnects visible to the routes, unlike ``@app.middleware``):
+    a request to ``path`` declaring a body over ``limit`` bytes is a 413 before it is read."""
+
+    def __init__(self, app, path: str, limit: int):
+        self.app, self.path, self.limit = app, path, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == self.path:
+            declared = dict(scope.get("headers") or ()).get(b"content-length", b"0")
+            if declared.isdigit() and int(declared) > self.limit:
+                await error(413, f"the request body is larger than {self.limit} bytes")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _events(backend: Backend, job):
