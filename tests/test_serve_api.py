@@ -113,6 +113,21 @@ def test_a_failing_request_fails_alone_as_json_500_and_the_server_keeps_serving(
     assert chat(client, ("user", "还在吗")).status_code == 200
 
 
+def test_a_stream_in_a_failed_batch_is_not_repeated_when_retried(served):
+    pipe, _, client = served(max_wait_ms=400)
+
+    def stream():
+        r = chat(client, ("user", "好的"), stream=True)
+        return "".join(json.loads(e[6:])["choices"][0]["delta"]["content"] or "" for e in r.text.split("\n\n")
+                       if e.startswith("data: {"))
+    with ThreadPoolExecutor(2) as ex:
+        streamed = ex.submit(stream)
+        time.sleep(0.1)  # the stream is first in the batch: its tokens go out before the failure
+        bad = ex.submit(chat, client, ("user", "boom"))
+        assert streamed.result() == "收到：好的" and bad.result().status_code == 500
+    assert pipe.calls[:3] == [2, 1, 1]  # the batch failed, then each request alone
+
+
 def test_api_key_required_on_api_routes(served):
     _, _, client = served(api_key="s3cret")
     assert client.get("/healthz").status_code == 200

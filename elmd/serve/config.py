@@ -69,9 +69,11 @@ class ServeConfig:
             check_range(prefix, self, key, 0, 10_000)
         for key in ("request_timeout_s", "max_upload_mb", "video_ttl_s", "media_ttl_s"):
             check_range(prefix, self, key, 0, lo_open=True)
-        unknown = [h for h in self.heads if h not in ("sticker", "avatar")]
+        from elmd.inference.heads import HEADS
+
+        unknown = [h for h in self.heads if h not in HEADS]
         if unknown:
-            bad_value(prefix, "heads", ",".join(unknown), "a comma list of sticker, avatar")
+            bad_value(prefix, "heads", ",".join(unknown), f"a comma list of {', '.join(sorted(HEADS))}")
         if not is_loopback(self.host) and not self.api_key:
             raise ConfigError(f"--host {self.host} is reachable from other machines — pass --api-key KEY "
                               "(or bind 127.0.0.1)")

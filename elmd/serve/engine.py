@@ -10,7 +10,8 @@ handed back to the loop with ``call_soon_threadsafe``.
 - :meth:`Engine.cancel` (a client that went away) removes a waiting job at once, freeing its slot;
   a job already in a batch is finished by the model but its tokens and result are dropped;
 - a job whose deadline passed before its batch started fails with :class:`RequestTimeout`;
-- a batch that raises is retried one request at a time, so one bad request fails alone;
+- a batch that raises is retried one request at a time, so one bad request fails alone (a stream
+  does not repeat the tokens it already sent: decoding is seeded per request);
 - :meth:`Engine.call` runs a function on the worker between batches (video decoding, sweeps), so
   the model and the feature store are only ever used from one thread.
 """
@@ -52,6 +53,10 @@ class Job:
     fn: Callable[[], Any] | None = None
     cancelled: bool = False
     queued_at: float = field(default_factory=time.monotonic)
+    sent: int = 0
+    """Tokens handed to the stream so far."""
+    skip: int = 0
+    """Tokens not to hand on again (a retried batch regenerates the same seeded tokens)."""
 
     def resolve(self, result=None, error: BaseException | None = None) -> None:
         """Hand the result (or error) to the job's loop; thread-safe, ignored once cancelled."""
@@ -64,7 +69,11 @@ class Job:
             self.loop.call_soon_threadsafe(done)
 
     def token(self, token_id: int) -> None:
+        if self.skip:
+            self.skip -= 1
+            return
         if self.tokens is not None and not self.cancelled and not self.loop.is_closed():
+            self.sent += 1
             self.loop.call_soon_threadsafe(self.tokens.put_nowait, token_id)
 
 
@@ -251,6 +260,7 @@ class Engine:
                 batch[0].resolve(error=e)
                 return
             for job in batch:  # one bad request must not fail the others
+                job.skip, job.sent = job.sent, 0  # its stream already has those (same seed, same tokens)
                 self._answer([job])
             return
         self.stats.answered += len(batch)
