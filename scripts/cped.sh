@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole tiny pipeline on the real CPED corpus (text only), end to end, on a CPU:
+#   prepare CPED's splits -> emotional retriever (+ w/o ERT, w/o SSC) and their indexes ->
+#   stage eerg (ELMD) and its ablations -> generate on the test split -> evaluate -> Table 2 / Table 3.
+# CPED's videos are not available here, so every stage runs with video off (vision.use_video=false):
+# stage rep has nothing to train without video tokens and is skipped (eerg starts from a fresh
+# Linear, which carries no video either), and the rows w/o V and w/o REP equal ELMD's.
+#   CPED_CSV=path    CPED's csv (default ../shared/data/cped/valid_split.csv)
+#   ELMD_RUN=dir     where everything goes (default runs/cped)
+#   CPED_SAMPLES=n   cap the samples per split (default 0 = all; the full run takes ~10-15 min on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+export PATH="$PWD/${ELMD_VENV:-.venv}/bin:$PATH"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+CSV="${CPED_CSV:-../shared/data/cped/valid_split.csv}"
+RUN="${ELMD_RUN:-runs/cped}"
+if [ ! -f "$CSV" ]; then
+  echo "error: CPED not found at $CSV — set CPED_CSV=path/to/valid_split.csv (see data/README.md)" >&2
+  exit 2
+fi
+T=(--config tiny --set data.train="$RUN/data/train.jsonl" --set data.valid="$RUN/data/valid.jsonl"
+   --set data.test="$RUN/data/test.jsonl" --set index.path="$RUN/index" --set train.out="$RUN"
+   --set vision.use_video=false --set vision.feature_cache= --set train.init_from_rep=false
+   --set data.max_samples="${CPED_SAMPLES:-0}")
+# shellcheck source=scripts/steps.sh
+source scripts/steps.sh
+
+step "1. CPED's splits -> $RUN/data (13 emotions mapped to M3ED's 7; text only)"
+q elmd data prepare --format cped --input "$CSV" --out "$RUN/data" --config tiny
+echo "   no videos: stages run with vision.use_video=false; stage rep (video Linear only) is skipped"
+
+step "2. emotional retrievers (ERT + SSC, w/o ERT, w/o SSC) and their indexes"
+q elmd retriever train --out "$RUN/retriever" "${T[@]}"
+q elmd index build --retriever "$RUN/retriever" --out "$RUN/index" "${T[@]}"
+for a in wo_ert wo_ssc; do
+  q elmd retriever train "--no-${a#wo_}" --out "$RUN/retriever-$a" "${T[@]}"
+  q elmd index build --retriever "$RUN/retriever-$a" --out "$RUN/index-$a" "${T[@]}"
+done
+
+step "3. stage eerg (prefix; video off) -> $RUN/eerg, ablations -> $RUN/ablations"
+q elmd train --stage eerg --overwrite "${T[@]}" | tail -n 1
+for a in wo_erm wo_ert wo_ssc; do
+  q elmd train --stage eerg --ablation "$a" --out "$RUN/ablations/$a" --overwrite "${T[@]}" | tail -n 1
+done
+
+step "4. generate on the test split and evaluate -> $RUN/eval"
+rm -rf "$RUN/eval"  # predictions of the models just trained
+gen_eval() {  # FOLDER ROW-NAME CHECKPOINT BASELINE
+  q elmd generate --checkpoint "$3" --data "$RUN/data/test.jsonl" --out "$RUN/eval/$1/preds.jsonl" \
+    --baseline "$4" --no-progress | tail -n 1
+  elmd evaluate --pred "$RUN/eval/$1/preds.jsonl" --out "$RUN/eval/$1" --name "$2" --no-progress
+}
+gen_eval elmd "ELMD (tiny, text)" "$RUN/eerg" none
+gen_eval text_only "text-only" "$RUN/ablations/wo_erm" text-only
+gen_eval retrieval_only "retrieval-only" "$RUN/eerg" retrieval-only
+for a in wo_ert wo_ssc; do
+  gen_eval "$a" "w/o $(echo "${a#wo_}" | tr a-z A-Z)" "$RUN/ablations/$a" none
+done
+
+step "5. Table 2 (ELMD, text-only, retrieval-only) and Table 3 (ablations) -> $RUN/report"
+elmd report --runs "$RUN"/eval/{elmd,text_only,retrieval_only} \
+  --ablations "$RUN"/eval/{elmd,text_only,wo_ert,wo_ssc} --out "$RUN/report"
+echo "(text-only = w/o ERM here: without video the two models are the same; w/o V and w/o REP equal ELMD)"
