@@ -54,8 +54,10 @@ def _side(backend, turn: dict | None):
     if not turn or turn.get("reply") is None:
         return NO_EMOTION, "", None, None
     info = turn["info"]
-    path = lambda url: str(backend.media.path_of(url.rsplit("/", 1)[-1])) if url and backend.media.path_of(  # noqa: E731
-        url.rsplit("/", 1)[-1]) else None
+
+    def path(url: str | None) -> str | None:  # a /media/ URL as the file gradio shows
+        found = backend.media.path_of(url.rsplit("/", 1)[-1]) if url else None
+        return str(found) if found else None
     emotion = f"**预测情绪：** {info.emotion_word or '未知'}" + (f"（{info.emotion}）" if info.emotion else "")
     return emotion, info.demonstration or "（无）", path(info.sticker_url), path(info.avatar_video_url)
 
