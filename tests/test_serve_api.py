@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -288,3 +289,29 @@ def test_page_has_analytics_off_and_is_built_from_the_backend(served):
     assert not getattr(blocks, "share", False)
     ids = {getattr(b, "elem_id", None) for b in blocks.blocks.values()}
     assert {"elmd-chat", "elmd-input", "elmd-video", "elmd-emotion", "elmd-demo", "elmd-regen", "elmd-clear"} <= ids
+
+
+def test_container_sniffing_reads_the_bytes_not_the_name():
+    from elmd.serve.videos import sniff
+
+    assert sniff(b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00") == "mp4"
+    assert sniff(b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00") == "mp4"  # QuickTime .mov
+    assert sniff(b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01") == "webm"
+    assert sniff(b"RIFF\x24\x00\x00\x00AVI LIST") == "avi"
+    assert sniff(b"RIFF\x24\x00\x00\x00WAVEfmt ") is None  # a wav is RIFF too
+    assert sniff(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR") is None and sniff(b"ftyp") is None
+
+
+def test_page_shows_a_published_sticker_beside_the_reply(served):
+    pytest.importorskip("gradio")
+    from elmd.serve.page import _side
+    from elmd.serve.protocol import ElmdInfo
+
+    _, backend, _ = served()
+    (backend.heads_dir / "s.png").write_bytes(b"png")
+    urls, _ = backend.media.publish_extras({"sticker": {"path": "s.png"}}, backend.heads_dir)
+    info = ElmdInfo(emotion="happy", emotion_word="高兴", demonstration="参考", sticker_url=urls["sticker_url"],
+                    avatar_video_url="/media/" + "x" * 32 + ".mp4")
+    emotion, demo, sticker, avatar = _side(backend, {"reply": "好", "info": info})
+    assert emotion == "**预测情绪：** 高兴（happy）" and demo == "参考" and avatar is None  # unknown media: not shown
+    assert Path(sticker).read_bytes() == b"png" and Path(sticker).parent == backend.media.root
