@@ -28,6 +28,7 @@ from elmd.heads.avatar.config import AvatarConfig
 from elmd.heads.sticker.config import StickerConfig
 from elmd.models.config import LLMConfig, PrefixConfig, PromptConfig, VisionConfig, VisionPretrainConfig
 from elmd.training.config import TrainConfig
+from elmd.training.lm_config import LMPretrainConfig
 from retrieval.config import IndexConfig, RetrieverConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -47,6 +48,8 @@ class ELMDConfig:
     """Frozen ViT + Q-Former and frame sampling."""
     vision_pretrain: VisionPretrainConfig = field(default_factory=VisionPretrainConfig)
     """Pre-training of the tiny ViT + Q-Former (CPU stand-in for BLIP-2's)."""
+    lm_pretrain: LMPretrainConfig = field(default_factory=LMPretrainConfig)
+    """Pre-training of the tiny GLM (`elmd lm pretrain`; CPU stand-in for ChatGLM2-6B's)."""
     prompt: PromptConfig = field(default_factory=PromptConfig)
     """Six-part prompt and truncation."""
     prefix: PrefixConfig = field(default_factory=PrefixConfig)

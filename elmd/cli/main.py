@@ -16,6 +16,7 @@ COMMANDS = {
     "index": "elmd.cli.index_cmd",
     "convert": "elmd.cli.convert_cmd",
     "features": "elmd.cli.features_cmd",
+    "lm": "elmd.cli.lm_cmd",
     "train": "elmd.cli.train_cmd",
     "generate": "elmd.cli.generate_cmd",
     "evaluate": "elmd.cli.evaluate_cmd",

@@ -3,7 +3,9 @@
 * ``tiny``: a 2-layer GLM with ChatGLM2's architecture flags and a SentencePiece tokenizer trained
   in-process on the training split's texts, cached as ``tiny_tokenizer-<hash>.model`` beside
   ``data.train`` (the hash is the train file's content, so a re-prepared split retrains it) (or read from ``llm.tokenizer`` when set). Weights are a seeded random init, so
-  the same model is rebuilt every run.
+  the same model is rebuilt every run — or, when ``llm.path`` is set, the GLM pre-trained by
+  `elmd lm pretrain` (:mod:`elmd.training.lm_pretrain`), loaded like ChatGLM2-6B's with its
+  ``tokenizer.model`` (``llm.tokenizer``, else ``llm.path/tokenizer.model``).
 * ``chatglm2-6b``: converted weights from ``llm.path`` (``elmd convert chatglm2``) and ChatGLM2's
   ``tokenizer.model`` (``llm.tokenizer``, else ``llm.path/tokenizer.model``). Nothing is downloaded:
   a missing folder stops at once with what to download and where to put it
@@ -71,6 +73,13 @@ def check_preset(cfg: ELMDConfig) -> None:
         if vision.use_video and not getattr(vision, "feature_cache", "") and not (vision.path and Path(vision.path).exists()):
             raise ElmdError(f"vision.path '{vision.path}' not found — download Salesforce/blip2-opt-2.7b (or THUDM/visualglm-6b) "
                             "yourself with git lfs, put it in a local folder and set vision.path to it (or vision.use_video=false)")
+    elif llm.path:  # a pre-trained tiny LM (`elmd lm pretrain --out DIR`)
+        if not (Path(llm.path) / "config.json").exists():
+            raise ElmdError(f"llm.path '{llm.path}' holds no pre-trained tiny LM (no config.json) — run `elmd lm pretrain "
+                            f"--data runs/sample/data/train.jsonl --out {llm.path}` or leave llm.path empty for the random one")
+        if not _tokenizer_file(llm).exists():
+            raise ElmdError(f"tokenizer '{_tokenizer_file(llm)}' not found — set llm.tokenizer to the tokenizer.model "
+                            "saved beside the pre-trained tiny LM")
     elif llm.tokenizer and not Path(llm.tokenizer).exists():
         raise ElmdError(f"llm.tokenizer '{llm.tokenizer}' not found — leave it empty to train the tiny tokenizer")
 
@@ -95,7 +104,7 @@ def tiny_tokenizer(texts, cache_file: str | Path, vocab_size: int = TINY_VOCAB) 
 def load_tokenizer(cfg: ELMDConfig) -> ChatGLMTokenizer:
     """The preset's tokenizer (tiny: cached beside ``data.train``, trained on its texts when absent)."""
     check_preset(cfg)
-    if cfg.llm.preset == "chatglm2-6b" or cfg.llm.tokenizer:
+    if cfg.llm.preset == "chatglm2-6b" or cfg.llm.tokenizer or cfg.llm.path:
         return ChatGLMTokenizer(_tokenizer_file(cfg.llm))
     train = Path(cfg.data.train)
     if not train.exists():
@@ -117,12 +126,13 @@ def load_llm(cfg: ELMDConfig, tokenizer: ChatGLMTokenizer) -> torch.nn.Module:
     """The frozen-to-be ``GlmForCausalLM`` of the preset, in ``llm.dtype``, in eval mode."""
     check_preset(cfg)
     dtype = resolve_dtype(cfg.llm.dtype)
-    if cfg.llm.preset == "tiny":
+    if cfg.llm.preset == "tiny" and not cfg.llm.path:
         return random_glm(tiny_config(tokenizer.vocab_size, tokenizer.pad_id, tokenizer.eos_id), seed=0, dtype=dtype)
     model = load_glm(cfg.llm.path, dtype)
     if model.config.vocab_size < tokenizer.vocab_size:
-        raise ElmdError(f"{cfg.llm.tokenizer}: {tokenizer.vocab_size} ids but the model at {cfg.llm.path} has "
-                        f"{model.config.vocab_size} — use ChatGLM2-6B's own tokenizer.model")
+        own = "ChatGLM2-6B's own tokenizer.model" if cfg.llm.preset == "chatglm2-6b" else "the tokenizer.model saved beside it"
+        raise ElmdError(f"{_tokenizer_file(cfg.llm)}: {tokenizer.vocab_size} ids but the model at {cfg.llm.path} has "
+                        f"{model.config.vocab_size} — use {own}")
     return model
 
 
