@@ -45,11 +45,14 @@ def build_index(cfg: ELMDConfig, data: str, out: str, encoder: str, factory: str
     if is_builtin(encoder):
         retriever.save(out_dir / "encoder")  # the index folder then carries its own encoder
     t0 = time.perf_counter()
-    scoring = resolve_scoring(rc, retriever.info, retriever.emotion_head is not None)
+    scoring = resolve_scoring(rc, retriever.info, retriever.classifiers)
     index = DemonstrationIndex.build(samples, retriever, factory or cfg.index.factory, rc.encode_batch_size,
                                      progress, cfg.index.nprobe, scoring=scoring)
     index.meta["encoder"] = {"label": retriever.label, "fingerprint": retriever.fingerprint,
                              "path": "encoder" if is_builtin(encoder) else str(Path(encoder).resolve())}
+    if scoring.emotion_aware:
+        index.meta["emotion_classifier"] = {"source": scoring.source,
+                                            "fingerprint": retriever.classifier_fingerprint(scoring.source)}
     index.meta["data"] = {"path": str(Path(data).resolve()), "sha256": file_sha256(data)}
     index.meta["build_seconds"] = round(time.perf_counter() - t0, 3)
     index.save(out_dir)
@@ -62,9 +65,19 @@ def scoring_override(cfg: ELMDConfig, retriever) -> Scoring | None:
     ('auto' with no beta / pool: keep the scoring stored in the index at build time)."""
     rc = cfg.retrieval
     rc.check()
-    if rc.scoring == "auto" and rc.beta is None and rc.pool is None:
+    if rc.scoring == "auto" and rc.beta is None and rc.pool is None and rc.emotion_classifier == "auto":
         return None
-    return resolve_scoring(rc, retriever.info, retriever.emotion_head is not None)
+    return resolve_scoring(rc, retriever.info, retriever.classifiers)
+
+
+def check_classifier(index: DemonstrationIndex, cfg: ELMDConfig) -> None:
+    """Refuse a search asking (``retrieval.emotion_classifier``) for another emotion classifier than
+    the one the index's emotion-aware scoring was built for."""
+    want, built = cfg.retrieval.emotion_classifier, (index.meta.get("emotion_classifier") or {}).get("source")
+    if want != "auto" and built and want != built and cfg.retrieval.scoring != "cosine":
+        raise ElmdError(f"retrieval.emotion_classifier={want}, but the index was built for '{built}' (meta.json "
+                        f"emotion_classifier) — rebuild it with `elmd index build --set retrieval.emotion_classifier="
+                        f"{want}`, or search with {built}")
 
 
 def read_queries(path: str | Path) -> list[dict]:
@@ -95,6 +108,7 @@ def search_index(index_dir: str, queries: list[dict], k: int, encoder: str | Non
                                     device=cfg.retrieval.device)
     if k < 1:
         raise ElmdError(f"-k must be >= 1, got {k}")
+    check_classifier(index, cfg)
     index.set_scoring(scoring_override(cfg, index.retriever) or index.scoring)
     hits = index.search([q["text"] for q in queries], k, [q.get("dialogue_id") for q in queries],
                         batch_size=cfg.retrieval.encode_batch_size, progress=len(queries) > 1000)

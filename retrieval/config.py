@@ -60,8 +60,15 @@ class RetrieverConfig:
     """Also train the emotion head on the labelled responses r of the training samples that are not
     an utterance u of another sample (every labelled turn of the training dialogues, not only u)."""
     class_balanced: bool = True
-    """Weight the emotion head's cross-entropy by inverse class frequency (per-class recall
-    matters for macro agreement; false = plain cross-entropy)."""
+    """Weight the emotion head's cross-entropy (and the TF-IDF classifier's logistic loss) by inverse
+    class frequency (per-class recall matters for macro agreement; false = plain loss)."""
+    emotion_classifier: str = "auto"
+    """Where emotion-aware scoring takes P(emotion | q) from: 'head' (the emotion head above), 'tfidf'
+    (a character n-gram TF-IDF logistic regression of the query, retrieval/tfidf.py, fitted on the
+    training turns, its settings chosen on the valid split), 'mean' (the average of both) or
+    'auto' (tuning picks among those the retriever has). `retriever train` fits the TF-IDF
+    classifier unless this is 'head'; at index build / search a value other than 'auto'
+    overrides the tuned choice (an index is refused by a search asking for another one)."""
     scoring: str = "auto"
     """Search-time scoring: 'auto' (what `elmd retriever train` tuned on the valid split, stored
     in retriever.json; cosine without an emotion head), 'cosine' (the paper), 'soft'
@@ -88,6 +95,7 @@ class RetrieverConfig:
             bad_value(prefix, "encoder", self.encoder, "a local sentence-transformers folder or builtin:char")
         check_choice(prefix, self, "negatives", ("group", "batch"))
         check_choice(prefix, self, "scoring", ("auto", "cosine", "soft", "filter"))
+        check_choice(prefix, self, "emotion_classifier", ("auto", "head", "tfidf", "mean"))
         check_choice(prefix, self, "tune_metric", ("utt_agree@1", "macro_agree@1", "mean"))
         for key in ("lr", "head_lr", "emotion_lr", "tau"):
             check_range(prefix, self, key, 0, lo_open=True)

@@ -5,6 +5,9 @@ A *retriever folder* (written by ``elmd retriever train``) is a sentence-transfo
 
     ssc_head.safetensors   the SSC MLP (only when trained with SSC)
     emotion_head.safetensors  the emotion classifier P(emotion | u) (only when trained with one)
+    emotion_tfidf.safetensors + emotion_tfidf.json
+                           the TF-IDF emotion classifier of the query (:mod:`retrieval.tfidf`; only
+                           when trained with one)
     retriever.json         s, dim, ert/ssc switches, base encoder, emotion labels, the tuned
                            search-time scoring, validation scores
     config.yaml, README.md the run config and a model card
@@ -29,12 +32,16 @@ from elmd.errors import ElmdError
 from elmd.io import atomic_write_json, file_sha256
 from retrieval.builtin import BUILTIN, UNK, build_builtin_encoder, is_builtin
 from retrieval.ssc import SSCHead, search_representation
+from retrieval.tfidf import VOCAB_FILE, WEIGHTS_FILE, TfidfClassifier
 
 HEAD_FILE = "ssc_head.safetensors"
 EMOTION_FILE = "emotion_head.safetensors"
 INFO_FILE = "retriever.json"
 # Files of a folder that are not part of the encoder's identity (fingerprint).
 _NOT_WEIGHTS = {"README.md", "config.yaml", INFO_FILE, "train_log.jsonl"}
+SOURCES = ("head", "tfidf", "mean")
+"""Where P(emotion | q) comes from: the emotion head, the TF-IDF classifier, or the mean of both."""
+CLASSIFIER_FILES = {"head": (EMOTION_FILE,), "tfidf": (WEIGHTS_FILE, VOCAB_FILE), "mean": (EMOTION_FILE, WEIGHTS_FILE, VOCAB_FILE)}
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -74,9 +81,10 @@ class Retriever(nn.Module):
     vectors (float32) and, when asked, ``P(emotion | text)``."""
 
     def __init__(self, st, head: SSCHead | None = None, info: dict | None = None, path: str | None = None,
-                 emotion_head: EmotionHead | None = None):
+                 emotion_head: EmotionHead | None = None, tfidf: TfidfClassifier | None = None):
         super().__init__()
         self.st, self.head, self.emotion_head = st, head, emotion_head
+        self.tfidf = tfidf
         self.info = dict(info or {})
         self.path = path
         self._fingerprint: str | None = None
@@ -113,6 +121,37 @@ class Retriever(nn.Module):
     @property
     def emotion_labels(self) -> list[str]:
         return list(self.info.get("emotion_labels") or [])
+
+    @property
+    def classifiers(self) -> tuple[str, ...]:
+        """The sources of P(emotion | q) this retriever has (subset of :data:`SOURCES`)."""
+        have = {"head": self.emotion_head is not None, "tfidf": self.tfidf is not None}
+        have["mean"] = have["head"] and have["tfidf"]
+        return tuple(s for s in SOURCES if have[s])
+
+    def emotion_probs(self, texts: list[str], source: str, head_probs: np.ndarray | None = None) -> np.ndarray:
+        """``P(emotion | text)`` ``(N, C)`` over :attr:`emotion_labels` from ``source``; ``head_probs``:
+        the head's, when :meth:`encode` already computed them."""
+        if source not in self.classifiers:
+            raise ElmdError(f"emotion classifier '{source}' is not part of retriever {self.path} (it has: "
+                            f"{', '.join(self.classifiers) or 'none'}) — retrain it with "
+                            f"retrieval.emotion_classifier={source}, or pick one it has")
+        if source != "tfidf" and head_probs is None:
+            head_probs = self.encode(list(texts), with_probs=True)[1]
+        if source == "head":
+            return head_probs
+        tf = self.tfidf.predict_proba(list(texts))
+        return tf if source == "tfidf" else ((tf + head_probs) / 2).astype(np.float32)
+
+    def classifier_fingerprint(self, source: str) -> str:
+        """sha256 over the saved files of the classifier ``source`` (:data:`CLASSIFIER_FILES`)."""
+        if self.path is None:
+            raise ElmdError("this retriever is not saved, so its emotion classifier has no fingerprint — save it first")
+        h = hashlib.sha256()
+        for name in CLASSIFIER_FILES[source]:
+            f = Path(self.path) / name
+            h.update(name.encode() + b"\0" + (file_sha256(f).encode() if f.exists() else b"missing") + b"\n")
+        return h.hexdigest()
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 256, progress: bool = False, with_probs: bool = False,
@@ -176,6 +215,8 @@ class Retriever(nn.Module):
         if self.emotion_head is not None:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.emotion_head.state_dict().items()},
                       str(out / EMOTION_FILE))
+        if self.tfidf is not None:
+            self.tfidf.save(out)
         atomic_write_json(out / INFO_FILE, self.info)
         self.path, self._fingerprint = str(out), None
         return out
@@ -219,4 +260,10 @@ def load_retriever(spec: str, texts: list[str] | None = None, device: str = "aut
         emotion = EmotionHead(weights["linear.weight"].shape[1], weights["linear.weight"].shape[0])
         emotion.load_state_dict(weights)
         emotion.to(device)
-    return Retriever(st, head, info, str(path), emotion)
+    tfidf = TfidfClassifier.load(path) if (path / WEIGHTS_FILE).exists() else None
+    if tfidf is not None and emotion is not None and tfidf.labels != info.get("emotion_labels"):
+        raise ElmdError(f"{path}: the TF-IDF classifier's labels {tfidf.labels} differ from retriever.json's "
+                        f"emotion_labels {info.get('emotion_labels')} — retrain the retriever")
+    if tfidf is not None:
+        info.setdefault("emotion_labels", list(tfidf.labels))
+    return Retriever(st, head, info, str(path), emotion, tfidf)

@@ -121,7 +121,7 @@ def evaluate_indexes(cfg: ELMDConfig, index_dirs: list[str], data: str, k: int =
                      out: str | None = None, baselines: bool = True, n_boot: int = 1000) -> list[dict]:
     """Evaluate several indexes (e.g. base encoder, +ERT, +ERT+SSC) on the same test data; the
     first one is the reference of the differences (module docstring)."""
-    from retrieval.build import scoring_override
+    from retrieval.build import check_classifier, scoring_override
 
     labels = label_set_from_config(cfg.data.labels, cfg.data.label_names)
     samples = read_samples(data, labels, cfg.data.max_samples)
@@ -130,6 +130,7 @@ def evaluate_indexes(cfg: ELMDConfig, index_dirs: list[str], data: str, k: int =
         set_threads(cfg.index.threads)
         index = DemonstrationIndex.load(d, encoder, nprobe=cfg.index.nprobe, use_gpu=cfg.index.use_gpu,
                                         device=cfg.retrieval.device)
+        check_classifier(index, cfg)
         index.set_scoring(scoring_override(cfg, index.retriever) or index.scoring)
         first = first or index
         label = index.meta.get("encoder", {}).get("label", "?")

@@ -9,15 +9,17 @@ cosine). An index folder holds::
     table.jsonl   one row per entry: id, dialogue_id, utterance, response, utterance_emotion, response_emotion
                   (+ "degenerate": true for an entry whose u' has no in-vocabulary token)
     meta.json     size, dim, factory, the encoder's path, label and fingerprint, the data file's sha256,
-                  the search-time scoring (:mod:`retrieval.scoring`), degenerate_entries (count)
+                  the search-time scoring (:mod:`retrieval.scoring`), degenerate_entries (count),
+                  emotion_classifier (source + fingerprint of the P(emotion | q) files, when emotion-aware)
     encoder/      the builtin encoder when the index was built with 'builtin:char'
 
-Searching with another encoder than the one that built the index is refused (fingerprints differ).
+Searching with another encoder than the one that built the index is refused (fingerprints differ),
+and so is searching with another emotion classifier than the one the scoring was built for.
 Queries may name their dialogue: entries of the same dialogue are then never returned (no leakage).
 **Degenerate entries** (empty u', or only characters the encoder never saw: all map to one constant
 vector that became the top hit of a third of all queries on CPED, issue 13) get a zero key and
 are never returned. Candidates are ranked by :func:`retrieval.scoring.rank`: plain cosine, or
-cosine plus an emotion bonus from the retriever's emotion head and the stored u' labels.
+cosine plus an emotion bonus from the retriever's emotion classifier and the stored u' labels.
 """
 
 from __future__ import annotations
@@ -131,9 +133,11 @@ class DemonstrationIndex:
 
     def set_scoring(self, scoring: Scoring) -> None:
         """Rank later searches with ``scoring``; emotion-aware scoring needs the retriever's emotion head."""
-        if scoring.emotion_aware and getattr(self.retriever, "emotion_head", None) is None and self.retriever is not None:
-            raise ElmdError(f"scoring '{scoring.describe()}' needs a retriever with an emotion head, but "
-                            f"'{self.meta.get('encoder', {}).get('label')}' has none — use retrieval.scoring=cosine")
+        have = tuple(getattr(self.retriever, "classifiers", ()) or ())
+        if scoring.emotion_aware and self.retriever is not None and scoring.source not in have:
+            raise ElmdError(f"scoring '{scoring.describe()}' needs the retriever's '{scoring.source}' emotion "
+                            f"classifier, but '{self.meta.get('encoder', {}).get('label')}' has "
+                            f"{', '.join(have) or 'none'} — use retrieval.scoring=cosine or another classifier")
         self.scoring = scoring
 
     def __len__(self) -> int:
@@ -240,7 +244,10 @@ class DemonstrationIndex:
             raise ElmdError("this index has no encoder loaded — pass encoder= to DemonstrationIndex.load")
         scoring = scoring or self.scoring
         if scoring.emotion_aware:
-            q, probs = self.retriever.encode(list(texts), batch_size=batch_size, progress=progress, with_probs=True)
+            want_head = scoring.source != "tfidf"
+            enc = self.retriever.encode(list(texts), batch_size=batch_size, progress=progress, with_probs=want_head)
+            q, head = enc if want_head else (enc, None)
+            probs = self.retriever.emotion_probs(list(texts), scoring.source, head)
         else:
             q, probs = self.retriever.encode(list(texts), batch_size=batch_size, progress=progress), None
         return self.search_vectors(q, k, exclude_dialogue_ids, probs, scoring)
@@ -260,6 +267,12 @@ def resolve_encoder(index_dir: Path, meta: dict, encoder, device: str = "auto"):
             raise ElmdError(f"{index_dir}: its encoder {full} is missing — pass --encoder with the folder that built it")
         encoder = str(full)
     retriever = encoder if isinstance(encoder, Retriever) else load_retriever(str(encoder), device=device)
+    clf = meta.get("emotion_classifier") or {}
+    if clf.get("fingerprint") and retriever.path and clf["fingerprint"] != retriever.classifier_fingerprint(clf["source"]):
+        raise ElmdError(
+            f"{index_dir}: index was built with emotion classifier '{clf['source']}' (fingerprint "
+            f"{clf['fingerprint'][:12]}) but retriever {retriever.path} has another one — search with the retriever "
+            "that built it, or rebuild the index with `elmd index build`")
     got = retriever.fingerprint
     if want.get("fingerprint") and got != want["fingerprint"]:
         raise ElmdError(

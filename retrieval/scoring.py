@@ -10,6 +10,9 @@ emotion label, and the retriever's emotion head (:class:`retrieval.encoder.Emoti
 
     P~(e | q) = P(e | q) * pi_e^alpha / sum_e' P(e' | q) * pi_e'^alpha
 
+``P(e | q)`` comes from ``source``: the retriever's emotion head (``head``), the TF-IDF
+classifier of :mod:`retrieval.tfidf` (``tfidf``) or the mean of both (``mean``).
+
 ``pi`` is the frequency of each emotion among the index's u' and ``alpha`` (``prior``) a logit
 adjustment: 0 leaves the head's posterior as it is; 1 multiplies the class prior back into a
 head trained with the class-balanced loss (more of the frequent emotions: micro agreement up,
@@ -22,7 +25,8 @@ fewer than k candidates match (or none), the best remaining candidates follow in
 the fallback is plain cosine retrieval. A u' without a label gets no bonus. Excluded entries
 (the query's own dialogue, degenerate keys) get score -inf and are never returned.
 
-``beta`` / ``pool`` / ``prior`` (soft) and ``pool`` / ``prior`` (filter) are tuned on the valid split by
+``beta`` / ``pool`` / ``prior`` / ``source`` (soft) and ``pool`` / ``prior`` / ``source`` (filter) are
+tuned on the valid split by
 :func:`retrieval.tune.tune_scoring` and stored with the retriever (retriever.json ``scoring``).
 """
 
@@ -35,6 +39,7 @@ import numpy as np
 from elmd.errors import ElmdError
 
 MODES = ("cosine", "soft", "filter")
+SOURCES = ("head", "tfidf", "mean")
 FILTER_BETA = 4.0
 """Bonus of a candidate of the predicted emotion under 'filter' (> 2, the largest cosine gap)."""
 
@@ -51,10 +56,14 @@ class Scoring:
     """Cosine candidates re-scored per query (ignored by 'cosine')."""
     prior: float = 0.0
     """Exponent alpha of the index's emotion frequencies multiplied into P(e | q) (0 = none)."""
+    source: str = "head"
+    """Classifier giving P(e | q): 'head', 'tfidf' or 'mean' (ignored by 'cosine')."""
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ElmdError(f"scoring mode '{self.mode}' — allowed: {', '.join(MODES)}")
+        if self.source not in SOURCES:
+            raise ElmdError(f"scoring source '{self.source}' — allowed: {', '.join(SOURCES)}")
         if self.beta < 0 or self.pool < 1:
             raise ElmdError(f"scoring beta={self.beta} must be >= 0 and pool={self.pool} >= 1")
 
@@ -69,28 +78,35 @@ class Scoring:
     def from_dict(cls, raw: dict | None) -> "Scoring":
         raw = raw or {}
         return cls(str(raw.get("mode", "cosine")), float(raw.get("beta", 0.0)), int(raw.get("pool", 20)),
-                   float(raw.get("prior", 0.0)))
+                   float(raw.get("prior", 0.0)), str(raw.get("source", "head")))
 
     def describe(self) -> str:
-        tail = f" prior={self.prior:g}" if self.prior else ""
+        tail = (f" prior={self.prior:g}" if self.prior else "") + f" P={self.source}"
         if self.mode == "soft":
             return f"soft β={self.beta:g} pool={self.pool}{tail}"
         return f"filter pool={self.pool}{tail}" if self.mode == "filter" else "cosine"
 
 
-def resolve_scoring(rc, info: dict, has_head: bool) -> Scoring:
-    """The scoring that ``retrieval.scoring`` / ``beta`` / ``pool`` select for a retriever whose
-    retriever.json is ``info`` (its tuned ``scoring``, if any)."""
-    tuned = Scoring.from_dict(info.get("scoring")) if has_head else Scoring()
+def resolve_scoring(rc, info: dict, sources: tuple[str, ...]) -> Scoring:
+    """The scoring that ``retrieval.scoring`` / ``beta`` / ``pool`` / ``emotion_classifier`` select for
+    a retriever whose retriever.json is ``info`` (its tuned ``scoring``, if any) and whose emotion
+    classifiers are ``sources`` (:attr:`retrieval.encoder.Retriever.classifiers`)."""
+    tuned = Scoring.from_dict(info.get("scoring")) if sources else Scoring()
     mode = tuned.mode if rc.scoring == "auto" else rc.scoring
-    if mode != "cosine" and not has_head:
-        raise ElmdError(f"retrieval.scoring={rc.scoring} needs a retriever with an emotion head — train one with "
-                        "`elmd retriever train` (ERT on), or set retrieval.scoring=cosine")
+    if mode != "cosine" and not sources:
+        raise ElmdError(f"retrieval.scoring={rc.scoring} needs a retriever with an emotion classifier — train one "
+                        "with `elmd retriever train` (ERT on), or set retrieval.scoring=cosine")
     if mode == "cosine":
         return Scoring()
+    source = tuned.source if rc.emotion_classifier == "auto" else rc.emotion_classifier
+    if tuned.mode == "cosine" and rc.emotion_classifier == "auto":
+        source = "tfidf" if "tfidf" in sources else sources[0]
+    if source not in sources:
+        raise ElmdError(f"retrieval.emotion_classifier={source}: the retriever has only {', '.join(sources)} — "
+                        f"retrain it with retrieval.emotion_classifier={source}, or pick one of those")
     beta = rc.beta if rc.beta is not None else (tuned.beta if tuned.mode == "soft" else 1.0)
     pool = rc.pool if rc.pool is not None else (tuned.pool if tuned.mode != "cosine" else 20)
-    return Scoring(mode, float(beta) if mode == "soft" else 0.0, int(pool), tuned.prior)
+    return Scoring(mode, float(beta) if mode == "soft" else 0.0, int(pool), tuned.prior, source)
 
 
 def adjust(probs: np.ndarray, prior: np.ndarray | None, alpha: float) -> np.ndarray:
@@ -122,7 +138,7 @@ def rank(cosine: np.ndarray, labels: np.ndarray, allowed: np.ndarray, probs: np.
     positions of the best candidates and their scores (-inf where fewer than k are ``allowed``).
     Ties keep the cosine order (stable sort). ``prior``: ``(C,)`` emotion frequencies of the index."""
     if scoring.emotion_aware and probs is None:
-        raise ElmdError("emotion-aware scoring needs P(emotion | q) — the retriever has no emotion head")
+        raise ElmdError("emotion-aware scoring needs P(emotion | q) — the retriever has no emotion classifier")
     bonus = emotion_bonus(labels, adjust(probs, prior, scoring.prior), scoring) if scoring.emotion_aware else 0.0
     score = np.where(allowed, cosine + bonus, -np.inf)
     kk = min(k, score.shape[1])

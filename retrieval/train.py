@@ -67,12 +67,21 @@ def train_retriever(cfg: ELMDConfig, data: str, out: str, valid: str | None = No
         retriever.emotion_head = EmotionHead(retriever.represent(torch.zeros(1, retriever.dim)).shape[1], len(labels))
         retriever.emotion_head.to(retriever.st.device)
         retriever.info["emotion_labels"] = list(labels.ids)
+    retriever.tfidf = None
+    # --epochs 0 with emotion_classifier=tfidf: the untrained encoder + the TF-IDF emotion-aware scoring
+    if rc.ert and rc.emotion_classifier != "head" and (rc.epochs > 0 or rc.emotion_classifier == "tfidf"):
+        retriever.info.setdefault("emotion_labels", list(labels.ids))
+        retriever.tfidf = _fit_tfidf(train, valid_samples, retriever.emotion_labels, rc, log)
     s = retriever.head.s if retriever.head is not None else rc.s
     retriever.info.update({"format": "elmd-retriever/2", "dim": retriever.dim, "s": s, "n_e": rc.n_e,
                            "tau": rc.tau, "lam": rc.lam, "ert": rc.ert and rc.epochs > 0,
                            "ssc": rc.ssc and rc.epochs > 0, "negatives": rc.negatives,
                            "emotion_head": retriever.emotion_head is not None, "class_balanced": rc.class_balanced,
-                           "emotion_weight": rc.emotion_weight, "trained_epochs": 0, "best_epoch": 0})
+                           "emotion_weight": rc.emotion_weight, "trained_epochs": 0, "best_epoch": 0,
+                           "emotion_classifier": rc.emotion_classifier if retriever.tfidf is not None else "head"})
+    if retriever.tfidf is not None:
+        retriever.info["tfidf"] = {k: v for k, v in retriever.tfidf.info.items() if k != "grid"} | {
+            "wb": retriever.tfidf.wb, "ngram": list(retriever.tfidf.ngram)}
     retriever.info.pop("scoring", None)
     history = []
     if valid_samples:
@@ -80,6 +89,8 @@ def train_retriever(cfg: ELMDConfig, data: str, out: str, valid: str | None = No
         log(f"epoch 0 (untrained): {_fmt(history[-1])}")
     if rc.epochs <= 0:
         retriever.info["valid"] = history[-1] if history else {}
+        if history and "scoring" in history[-1]:
+            retriever.info["scoring"] = history[-1]["scoring"]
         _save(retriever, cfg, out, history)
         return retriever.info
     _fit(retriever, train, valid_samples, cfg, out, history, log)
@@ -145,6 +156,21 @@ def _fit(retriever: Retriever, train, valid_samples, cfg: ELMDConfig, out: str, 
     atomic_write_jsonl(Path(out) / "train_log.jsonl", history)
 
 
+def _fit_tfidf(train, valid_samples, names: list[str], rc, log):
+    """The TF-IDF emotion classifier (:mod:`retrieval.tfidf`) on the labelled training utterances (+ the
+    other labelled turns with ``emotion_all_turns``), its settings chosen on the valid utterances."""
+    from retrieval.tfidf import select_classifier
+
+    items = [s for s in train if s.utterance.emotion in names and s.utterance.text.strip()]
+    texts, ys = [s.utterance.text for s in items], [names.index(s.utterance.emotion) for s in items]
+    if rc.emotion_all_turns:
+        extra = _extra_turns(train, names)
+        texts, ys = texts + extra[0], ys + extra[1]
+    val = [s for s in valid_samples if s.utterance.emotion in names and s.utterance.text.strip()]
+    return select_classifier(texts, ys, names, [s.utterance.text for s in val],
+                             [names.index(s.utterance.emotion) for s in val], rc.class_balanced, log=log)
+
+
 def _extra_turns(train, names: list[str]) -> tuple[list[str], list[int]]:
     """Labelled responses r of the training samples that are no sample's utterance u (same dialogue)."""
     seen = {(s.dialogue_id, s.utterance.text) for s in train}
@@ -177,19 +203,21 @@ def _validate(retriever: Retriever, train, valid_samples, rc) -> dict:
     index = DemonstrationIndex.build(train, retriever, "Flat", rc.encode_batch_size)
     row = {k: round(v, 4) if isinstance(v, float) else v
            for k, v in evaluate_index(index, valid_samples, rc.eval_k, rc.encode_batch_size).items()}
-    if retriever.emotion_head is None:
+    if not retriever.classifiers:
         return row
+    tuned = tune_scoring(index, valid_samples, rc.tune_metric, rc.min_f1_ratio, rc.encode_batch_size,
+                         classifier=rc.emotion_classifier)
+    row.update({"scoring": tuned.scoring.to_dict(), **{f"tuned_{k}": v for k, v in tuned.valid.items()},
+                "tuned_objective": round(objective(tuned.valid, rc.tune_metric), 4)})
+    if retriever.emotion_head is None:
+        return row | {"objective": row["tuned_objective"]}
     labelled = [s for s in valid_samples if s.utterance.emotion is not None]
     _, probs = retriever.encode([s.utterance.text for s in labelled], rc.encode_batch_size, with_probs=True)
     names = retriever.emotion_labels
     acc, f1 = accuracy_macro_f1([s.utterance.emotion for s in labelled], [names[i] for i in probs.argmax(1)])
-    tuned = tune_scoring(index, valid_samples, rc.tune_metric, rc.min_f1_ratio, rc.encode_batch_size)
-    # The epoch is chosen by the head's quality, not by the tuned agreement: the best of ~100
+    # The epoch is chosen by the head's quality, not by the tuned agreement: the best of ~400
     # scorings on a small valid split is optimistic, most of all for a noisy early head.
-    row.update({"emotion_acc": round(acc, 4), "emotion_macro_f1": round(f1, 4),
-                "scoring": tuned.scoring.to_dict(), **{f"tuned_{k}": v for k, v in tuned.valid.items()},
-                "tuned_objective": round(objective(tuned.valid, rc.tune_metric), 4),
-                "objective": round((acc + f1) / 2, 4)})
+    row.update({"emotion_acc": round(acc, 4), "emotion_macro_f1": round(f1, 4), "objective": round((acc + f1) / 2, 4)})
     return row
 
 
@@ -221,6 +249,7 @@ written by `elmd retriever train`.
 - Losses: {'ERT (Eq. 2)' if info.get('ert') else 'no ERT'}, {'SSC (Alg. 1, Eq. 3-4) with s = ' + str(info.get('s')) if info.get('ssc') else 'no SSC'};
   n_e = {info.get('n_e')}, tau = {info.get('tau')}, lambda = {info.get('lam')}
 - Emotion head: {'P(emotion | u) over ' + ', '.join(info.get('emotion_labels') or []) + (' (class-balanced loss)' if info.get('class_balanced') else '') if info.get('emotion_head') else 'none'}
+- TF-IDF emotion classifier of the query: {info.get('tfidf') or 'none'}
 - Search-time scoring (tuned on the valid split): `{info.get('scoring') or {'mode': 'cosine'}}`
 - Epochs trained: {info.get('trained_epochs')}; best epoch kept: {info.get('best_epoch')}
 
@@ -238,6 +267,6 @@ elmd index build --data train.jsonl --retriever THIS_FOLDER --out INDEX_DIR
 
 The folder is a sentence-transformers model (`SentenceTransformer(THIS_FOLDER)` gives e_u, mean
 pooling, not normalised); `ssc_head.safetensors` holds the SSC head, `emotion_head.safetensors`
-the emotion classifier, and `retrieval.encoder.load_retriever(THIS_FOLDER).encode(texts)` gives
+the emotion classifier, `emotion_tfidf.safetensors` + `emotion_tfidf.json` the TF-IDF classifier, and `retrieval.encoder.load_retriever(THIS_FOLDER).encode(texts)` gives
 the normalised search vectors (`with_probs=True`: also P(emotion | text)).
 """

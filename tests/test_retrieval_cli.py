@@ -53,6 +53,11 @@ def test_train_writes_self_describing_folder(trained):
     assert info["scoring"]["mode"] in ("cosine", "soft", "filter") and info["scoring"] == log[info["best_epoch"]]["scoring"]
     assert load_retriever(str(d), device="cpu").emotion_head.linear.out_features == len(info["emotion_labels"])
     assert not (trained["base"] / "emotion_head.safetensors").exists()
+    # the TF-IDF classifier of the query is saved beside it (settings chosen on valid), no pickle
+    assert (d / "emotion_tfidf.safetensors").exists() and (d / "emotion_tfidf.json").exists()
+    assert info["tfidf"]["valid_acc"] > 0 and info["tfidf"]["C"] in (0.3, 1.0, 3.0)
+    assert not list(d.glob("*.pkl")) and not list(d.glob("*.pickle"))
+    assert load_retriever(str(d), device="cpu").classifiers == ("head", "tfidf", "mean")
     assert "ERT" in (d / "README.md").read_text(encoding="utf-8")
     assert load_retriever(str(d), device="cpu").label == "+ERT+SSC"
     assert load_retriever(str(trained["ert"]), device="cpu").label == "+ERT"
@@ -104,13 +109,13 @@ def test_tune_scoring_and_wo_ert_has_no_emotion_scoring(trained, retrieval_data,
     r = run("retriever", "train", "--data", retrieval_data["train"], "--encoder", "builtin:char", "--out", wo_ert,
             "--no-ert", "--epochs", 1, *SMALL)
     assert r.exit_code == 0, r.output
-    assert not (wo_ert / "emotion_head.safetensors").exists()
+    assert not (wo_ert / "emotion_head.safetensors").exists() and not (wo_ert / "emotion_tfidf.json").exists()
     r = run("retriever", "tune", "--retriever", wo_ert, "--data", retrieval_data["train"], "--valid",
             retrieval_data["valid"], *SMALL)
-    assert r.exit_code == 2 and "no emotion head" in r.output
+    assert r.exit_code == 2 and "no emotion classifier" in r.output
     r = run("index", "build", "--data", retrieval_data["train"], "--retriever", wo_ert, "--out", tmp_path / "i",
             "--set", "retrieval.scoring=soft", *SMALL)
-    assert r.exit_code == 2 and "emotion head" in r.output and "retrieval.scoring=cosine" in r.output
+    assert r.exit_code == 2 and "emotion classifier" in r.output and "retrieval.scoring=cosine" in r.output
     r = run("index", "build", "--data", retrieval_data["train"], "--retriever", wo_ert, "--out", tmp_path / "i",
             "--set", "retrieval.scoring=sharp", *SMALL)
     assert r.exit_code == 2 and "retrieval.scoring='sharp'" in r.output and "cosine" in r.output
@@ -136,9 +141,15 @@ def test_index_build_search_and_evaluate(trained, retrieval_data, tmp_path):
     assert meta["scoring"] == tuned  # 'auto': the scoring tuned by `retriever train`
     emo_idx = tmp_path / "filter"
     r = run("index", "build", "--data", retrieval_data["train"], "--retriever", trained["ert_ssc"], "--out", emo_idx,
-            "--set", "retrieval.scoring=filter", "--set", "retrieval.pool=20", *SMALL)
+            "--set", "retrieval.scoring=filter", "--set", "retrieval.pool=20", "--set", "retrieval.emotion_classifier=head",
+            *SMALL)
     assert r.exit_code == 0, r.output
-    assert json.loads((emo_idx / "meta.json").read_text(encoding="utf-8"))["scoring"] == {"mode": "filter", "beta": 0.0, "pool": 20, "prior": 0.0}
+    meta = json.loads((emo_idx / "meta.json").read_text(encoding="utf-8"))
+    assert meta["scoring"] == {"mode": "filter", "beta": 0.0, "pool": 20, "prior": 0.0, "source": "head"}
+    assert meta["emotion_classifier"]["source"] == "head" and len(meta["emotion_classifier"]["fingerprint"]) == 64
+    # a search asking for another classifier than the one the index was built for is refused
+    r = run("index", "search", "--index", emo_idx, "--query", "气死我了", "--set", "retrieval.emotion_classifier=tfidf", *SMALL)
+    assert r.exit_code == 2 and "built for 'head'" in r.output and "emotion_classifier=tfidf" in r.output
     r = run("index", "search", "--index", emo_idx, "--query", "气死我了", "-k", 3, "--json", *SMALL)
     filtered = json.loads(r.stdout.strip())["hits"]
     r = run("index", "search", "--index", emo_idx, "--query", "气死我了", "-k", 3, "--json",
@@ -179,10 +190,10 @@ def test_index_build_search_and_evaluate(trained, retrieval_data, tmp_path):
     r = run("retriever", "evaluate", "--index", base_idx, "--index", emo_idx, "--data", retrieval_data["test"],
             "--out", tmp_path / "eval.json", "--bootstrap", 200, *SMALL)
     assert r.exit_code == 0, r.output
-    assert "macro_agree@1" in r.stdout and "+ERT+SSC · filter pool=20" in r.stdout and "base (builtin:char)" in r.stdout
+    assert "macro_agree@1" in r.stdout and "+ERT+SSC · filter pool=20 P=head" in r.stdout and "base (builtin:char)" in r.stdout
     res = json.loads((tmp_path / "eval.json").read_text(encoding="utf-8"))
     names = [x["system"].split(" [")[0] for x in res["rows"]]
-    assert names == ["base (builtin:char) · cosine", "+ERT+SSC · cosine", "+ERT+SSC · filter pool=20", "random u'",
+    assert names == ["base (builtin:char) · cosine", "+ERT+SSC · cosine", "+ERT+SSC · filter pool=20 P=head", "random u'",
                      "majority (neutral) u'"]
     assert all(0 <= x["r_char_f1"] <= 1 for x in res["rows"]) and res["rows"][0]["d_utt_agree@1"] == [0, 0, 0]
     for x in res["rows"]:
@@ -207,3 +218,22 @@ def test_search_help_and_bad_input(tmp_path):
     bad.write_text('{"query_id": 1}\n', encoding="utf-8")
     r = run("index", "search", "--index", tmp_path, "--queries", bad)
     assert r.exit_code == 2 and "q.jsonl:1" in r.output
+
+
+def test_index_built_with_another_tfidf_classifier_is_refused(trained, retrieval_data, tmp_path):
+    import shutil
+
+    from retrieval.tfidf import fit_classifier
+
+    d = tmp_path / "r"
+    shutil.copytree(trained["ert_ssc"], d)
+    idx = tmp_path / "i"
+    r = run("index", "build", "--data", retrieval_data["train"], "--retriever", d, "--out", idx,
+            "--set", "retrieval.scoring=filter", "--set", "retrieval.emotion_classifier=tfidf", *SMALL)
+    assert r.exit_code == 0, r.output
+    r = run("index", "search", "--index", idx, "--query", "气死我了", "-k", 2, "--json", *SMALL)
+    assert r.exit_code == 0 and all(h["score"] > 2 for h in json.loads(r.stdout.strip())["hits"][:1])
+    retr = load_retriever(str(d), device="cpu")  # refit the classifier with another C: same encoder weights
+    fit_classifier(["开心 啊", "难过", "气死"], [0, 1, 2], retr.emotion_labels, C=0.01).save(d)
+    r = run("index", "search", "--index", idx, "--query", "气死我了", *SMALL)
+    assert r.exit_code == 2 and "emotion classifier 'tfidf'" in r.output and "rebuild the index" in r.output

@@ -64,8 +64,14 @@ class FakeRetriever:
     info: dict = {}
     label, path = "fake", None
 
-    def __init__(self, vectors: dict, probs: dict):
-        self.vectors, self.probs = vectors, probs
+    def __init__(self, vectors: dict, probs: dict, tfidf: dict | None = None):
+        self.vectors, self.probs, self.tfidf = vectors, probs, tfidf
+        self.classifiers = ("head", "tfidf", "mean") if tfidf else ("head",)
+
+    def emotion_probs(self, texts, source, head_probs=None):
+        tf = np.stack([self.tfidf.get(t, [0.5, 0.5]) for t in texts]).astype(np.float32) if self.tfidf else None
+        head = self.encode(texts, with_probs=True)[1]
+        return {"head": head, "tfidf": tf, "mean": (head + tf) / 2 if tf is not None else None}[source]
 
     def encode(self, texts, batch_size=256, progress=False, with_probs=False, degenerate=None):
         z = np.stack([self.vectors[t] for t in texts]).astype(np.float32)
