@@ -209,3 +209,18 @@ def test_replies_hold_no_control_characters_or_broken_utf8(pipe, requests):
     for reply in pipe.respond_batch(many):  # the random tiny LM: before the mask it wrote \x17, \x03 and U+FFFD
         assert "\ufffd" not in reply.raw_text and not banned & set(reply.token_ids)
         assert not [c for c in reply.raw_text if unicodedata.category(c) == "Cc" and c != "\n"]
+
+
+def test_should_stop_ends_a_request_early_and_leaves_the_others(pipe, requests):
+    full = pipe.respond_batch(requests[:2], [""] * 2)
+    calls = {0: 0}
+
+    def stop(i):
+        if i == 0:
+            calls[0] += 1
+            return calls[0] > 3  # request 0's client leaves after three tokens
+        return False
+
+    cut = pipe.respond_batch(requests[:2], [""] * 2, should_stop=stop)
+    assert cut[0].token_ids == full[0].token_ids[:3] + [pipe.tokenizer.eos_id] and cut[0].new_tokens == 4
+    assert cut[1].raw_text == full[1].raw_text and cut[1].prompt_tokens > 0

@@ -51,6 +51,8 @@ def test_plain_answer_in_openai_format_with_the_elmd_object(served):
     assert r.status_code == 200 and body["object"] == "chat.completion" and body["model"] == "standin"
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "收到：你好"}
     assert body["choices"][0]["finish_reason"] == "stop"
+    u = body["usage"]
+    assert u["completion_tokens"] == body["elmd"]["new_tokens"] and u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"]
     assert body["elmd"]["emotion"] == "happy" and body["elmd"]["emotion_word"] == "高兴"
     assert body["elmd"]["demonstration"].startswith("参考回复")
     req = pipe.seen[-1]

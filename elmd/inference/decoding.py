@@ -124,9 +124,11 @@ def _force(logits: torch.Tensor, forced: Sequence[Sequence[int]], step: int) -> 
 def decode(model, batch: dict, s: DecodeSettings, generators: Sequence[torch.Generator] | None = None,
            output_hidden: bool = False, logits_hook: Callable | None = None,
            on_tokens: Callable | None = None, forced: Sequence[Sequence[int]] | None = None,
-           banned: torch.Tensor | None = None) -> Decoded:
+           banned: torch.Tensor | None = None, should_stop: Callable[[int], bool] | None = None) -> Decoded:
     """New tokens for every prompt of ``batch`` (``input_ids``, ``attention_mask``, video inputs);
-    ``banned`` (a bool mask [V]) = tokens never chosen (see ``ChatGLMTokenizer.never_generated_ids``)."""
+    ``banned`` (a bool mask [V]) = tokens never chosen (see ``ChatGLMTokenizer.never_generated_ids``);
+    ``should_stop(row) -> bool`` is asked each step for the unfinished rows: True ends that row there
+    with eos (a cancelled or timed-out request), and decoding stops once every row has ended."""
     out, state = model.start(**batch)
     B = batch["input_ids"].shape[0]
     finished = torch.zeros(B, dtype=torch.bool, device=batch["input_ids"].device)
@@ -140,6 +142,10 @@ def decode(model, batch: dict, s: DecodeSettings, generators: Sequence[torch.Gen
         if logits_hook is not None:
             logits = logits_hook(step, logits)
         nxt = choose(logits, s, generators).masked_fill(finished, s.pad_id)
+        if should_stop is not None:
+            stop = [b for b in range(B) if not finished[b] and should_stop(b)]
+            if stop:
+                nxt[stop] = s.eos_id
         tokens.append(nxt)
         finished = finished | (nxt == s.eos_id)
         if on_tokens is not None:

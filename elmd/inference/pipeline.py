@@ -148,11 +148,13 @@ class Pipeline:
         return self.respond_batch([Request(utterance, tuple(history), video, background, seed, **request)])[0]
 
     def respond_batch(self, requests: Sequence[Request], demonstrations: Sequence[str] | None = None,
-                      output_hidden: bool = False, on_token: Callable[[int, int], None] | None = None) -> list[Reply]:
+                      output_hidden: bool = False, on_token: Callable[[int, int], None] | None = None,
+                      should_stop: Callable[[int], bool] | None = None) -> list[Reply]:
         """Answer many turns: one retrieval, then one batched decode per group of equal settings.
 
         ``on_token(i, token_id)`` is called for every token request ``i`` generates, as it is
-        generated (eos included; streaming: decode the ids so far with ``self.tokenizer``)."""
+        generated (eos included; streaming: decode the ids so far with ``self.tokenizer``);
+        ``should_stop(i)`` is asked at every step: True ends request ``i`` there (its client left)."""
         requests = list(requests)
         demos = list(demonstrations) if demonstrations is not None else self.demonstrations(requests)
         replies: list[Reply | None] = [None] * len(requests)
@@ -161,14 +163,16 @@ class Pipeline:
             groups.setdefault(self.settings(r), []).append(i)
         for settings, idx in groups.items():
             hook = _token_hook(on_token, idx) if on_token is not None else None
-            outs = self._decode([requests[i] for i in idx], [demos[i] for i in idx], settings, output_hidden, hook)
+            stop = (lambda b, idx=idx: should_stop(idx[b])) if should_stop is not None else None
+            outs = self._decode([requests[i] for i in idx], [demos[i] for i in idx], settings, output_hidden, hook, stop)
             for i, reply in zip(idx, outs):
                 replies[i] = reply
         for head in self.heads:
             head.apply(replies, requests, self._media())
         return replies
 
-    def _decode(self, requests, demos, settings: DecodeSettings, output_hidden: bool, on_tokens=None) -> list[Reply]:
+    def _decode(self, requests, demos, settings: DecodeSettings, output_hidden: bool, on_tokens=None,
+                should_stop=None) -> list[Reply]:
         from elmd.models.prompt import parse_output
 
         encoded = [self.encode(r, d) for r, d in zip(requests, demos)]
@@ -184,7 +188,7 @@ class Pipeline:
             newline = self.tokenizer.encode("\n")
             forced = [self._label_ids()[p] + newline for p in picks]
         out = decode(self.model, batch, settings, gens, output_hidden=output_hidden, on_tokens=on_tokens, forced=forced,
-                     banned=self._banned())
+                     banned=self._banned(), should_stop=should_stop)
         replies = []
         for b, (row, n) in enumerate(zip(out.tokens.tolist(), out.lengths)):
             ids = [t for t in row[:n] if t != settings.eos_id]
@@ -195,7 +199,7 @@ class Pipeline:
                 emotion = self.labels.ids[picks[b]]  # the decided label (its word opens the text)
             hidden = out.hidden[b, :n].cpu() if out.hidden is not None else None
             replies.append(Reply(emotion, self.labels.word(emotion) if emotion else "", response, demos[b], text, n,
-                                 row[:n], hidden))
+                                 row[:n], hidden, prompt_tokens=len(encoded[b]["input_ids"])))
         return replies
 
     def _banned(self) -> torch.Tensor:

@@ -66,3 +66,5 @@ class Reply:
     """Last-layer hidden states of the generated tokens [N, D] (only when asked for)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """What heads add: ``extras["sticker"]``, ``extras["avatar"]``, ... (JSON-serialisable values)."""
+    prompt_tokens: int = 0
+    """Tokens of the prompt the reply was generated from (video positions included)."""

@@ -27,7 +27,7 @@ from elmd.errors import ElmdError
 from elmd.serve.backend import Answer, Backend
 from elmd.serve.engine import EngineStopped, QueueFull, RequestTimeout
 from elmd.serve.protocol import (AssistantMessage, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse,
-                                 Choice, ChunkChoice, DeltaMessage, ModelCard, ModelList, VideoObject, sse)
+                                 Choice, ChunkChoice, DeltaMessage, ModelCard, ModelList, Usage, VideoObject, sse)
 from elmd.serve.videos import UploadError
 
 log = logging.getLogger("elmd.serve")
@@ -81,7 +81,9 @@ def create_app(backend: Backend) -> FastAPI:
                 task.cancel()
                 return Response(status_code=499)
         answer: Answer = task.result()
-        return ChatCompletionResponse(id=answer.id, model=backend.model_name, elmd=answer.elmd, choices=[
+        usage = Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
+                      total_tokens=answer.prompt_tokens + answer.completion_tokens)
+        return ChatCompletionResponse(id=answer.id, model=backend.model_name, elmd=answer.elmd, usage=usage, choices=[
             Choice(message=AssistantMessage(content=answer.content), finish_reason=answer.finish_reason)])
 
     @app.post("/v1/elmd/videos", dependencies=[Depends(auth)])

@@ -37,6 +37,8 @@ class Answer:
     content: str
     finish_reason: str
     elmd: ElmdInfo
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class Backend:
@@ -69,9 +71,9 @@ class Backend:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     # -- on the worker thread ------------------------------------------------------------------------
-    def _answer(self, requests: list[Request], on_token=None) -> list[Answer]:
+    def _answer(self, requests: list[Request], on_token=None, should_stop=None) -> list[Answer]:
         kwargs = {"output_hidden": True} if self._hidden else {}
-        replies = self.pipe.respond_batch(requests, on_token=on_token, **kwargs)
+        replies = self.pipe.respond_batch(requests, on_token=on_token, should_stop=should_stop, **kwargs)
         out = []
         for r in replies:
             urls, heads = self.media.publish_extras(r.extras, self.heads_dir) if r.extras else ({}, {})
@@ -84,7 +86,8 @@ class Backend:
         stop = bool(r.token_ids) and r.token_ids[-1] == eos
         info = ElmdInfo(emotion=r.emotion, emotion_word=r.emotion_word, demonstration=r.demonstration,
                         new_tokens=r.new_tokens, heads=heads, **urls)
-        return Answer(request.sample_id, r.response, "stop" if stop else "length", info)
+        return Answer(request.sample_id, r.response, "stop" if stop else "length", info,
+                      getattr(r, "prompt_tokens", 0), r.new_tokens)
 
     def _clean_heads_dir(self) -> None:
         for child in self.heads_dir.iterdir():  # what the heads left (reference images, work files)

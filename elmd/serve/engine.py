@@ -272,7 +272,10 @@ class Engine:
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         streaming = any(j.tokens is not None for j in batch)
         on_token = (lambda i, t: batch[i].token(t)) if streaming else None
-        replies = self.answer([j.request for j in batch], on_token)
+        def gone(i: int) -> bool:  # its client left or its time is up: the decoder ends that row now
+            return batch[i].cancelled or time.monotonic() > batch[i].deadline
+
+        replies = self.answer([j.request for j in batch], on_token, should_stop=gone)
         if len(replies) != len(batch):
             raise RuntimeError(f"answer() returned {len(replies)} replies for {len(batch)} requests")
         return replies
