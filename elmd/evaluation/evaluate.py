@@ -31,11 +31,10 @@ import json
 
 from elmd import __version__
 from elmd.data.labels import M3ED_LABELS
-from elmd.errors import DataError
 from elmd.evaluation import metrics as M
 from elmd.evaluation.tokenize import CHARS_DOC, WORDS_DOC, chars, words
-from elmd.inference.predictions import Prediction, parse_row, read_predictions  # noqa: F401  (the row schema)
-from elmd.io import atomic_write_json, file_sha256, iter_jsonl
+from elmd.inference.predictions import Prediction, read_predictions  # noqa: F401  (the row schema)
+from elmd.io import atomic_write_json, file_sha256
 
 METRICS = ("BLEU-2", "BLEU-4", "METEOR", "ROUGE-1", "ROUGE-L", "Dist-1", "Dist-2", "Emo-Acc", "Emo-F1")
 """Columns of Tables 2 and 3, in order; the keys of ``report.json["metrics"]``."""
@@ -91,27 +90,8 @@ def label_set_of(pred_path: str | Path, labels=None) -> tuple[tuple[str, ...], s
 
 
 def read_checked(pred_path: str | Path, labels: tuple[str, ...], source: str) -> list[Prediction]:
-    """The rows of ``pred_path``; a row without ``response``, a repeated sample_id or a label outside
-    ``labels`` raises :class:`DataError` naming ``file:line``."""
-    path = Path(pred_path)
-    preds, seen = [], {}
-    for lineno, raw in iter_jsonl(path, "prediction file", "check the path, or write it with `elmd generate`"):
-        if isinstance(raw, dict) and "response" not in raw:
-            raise DataError(path, "missing field 'response'", 'write "" for a sample with no reply (as `elmd generate` does)', lineno)
-        p = parse_row(raw, path, lineno)
-        for key in ("emotion_pred", "reference_emotion"):
-            value = getattr(p, key)
-            if value is not None and value not in labels:
-                raise DataError(path, f"{key} '{value}' is not in the label set [{', '.join(labels)}] (from {source})",
-                                "write one of those ids (null = unparsable), or give the set with --labels a,b,c", lineno)
-        if p.sample_id is not None and p.sample_id in seen:
-            raise DataError(path, f"sample_id '{p.sample_id}' repeats line {seen[p.sample_id]}",
-                            "remove duplicate predictions (was the file appended twice?)", lineno)
-        seen[p.sample_id] = lineno
-        preds.append(p)
-    if not preds:
-        raise DataError(path, "contains no predictions", "generate them with `elmd generate`")
-    return preds
+    """The rows of ``pred_path`` checked against ``labels`` (see :func:`read_predictions`)."""
+    return read_predictions(pred_path, labels, source)
 
 
 def score_predictions(preds: list[Prediction], progress: bool = False) -> dict:

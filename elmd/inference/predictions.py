@@ -78,12 +78,22 @@ def parse_row(raw, path: Path, lineno: int) -> Prediction:
         extras={k: v for k, v in raw.items() if k not in CORE})
 
 
-def read_predictions(path: str | Path) -> list[Prediction]:
-    """Parse a prediction JSONL; any problem raises :class:`DataError` naming ``file:line``."""
+def read_predictions(path: str | Path, labels: tuple[str, ...] | None = None, source: str = "") -> list[Prediction]:
+    """Parse a prediction JSONL; any problem raises :class:`DataError` naming ``file:line``: a row
+    without ``response``, a repeated sample_id, and (with ``labels``, from ``source``) an
+    ``emotion_pred`` / ``reference_emotion`` outside the label set."""
     path = Path(path)
     preds, seen = [], {}
     for lineno, raw in iter_jsonl(path, "prediction file", "check the path, or write it with `elmd generate`"):
+        if isinstance(raw, dict) and "response" not in raw:
+            raise DataError(path, "missing field 'response'", 'write "" for a sample with no reply (as `elmd generate` does)',
+                            lineno)
         p = parse_row(raw, path, lineno)
+        for key in ("emotion_pred", "reference_emotion") if labels else ():
+            value = getattr(p, key)
+            if value is not None and value not in labels:
+                raise DataError(path, f"{key} '{value}' is not in the label set [{', '.join(labels)}] (from {source})",
+                                "write one of those ids (null = unparsable), or give the set with --labels a,b,c", lineno)
         if p.sample_id is not None and p.sample_id in seen:
             raise DataError(path, f"sample_id '{p.sample_id}' repeats line {seen[p.sample_id]}",
                             "remove duplicate predictions (was the file appended twice?)", lineno)
