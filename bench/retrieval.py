@@ -9,7 +9,9 @@
 - emotion-aware scoring (issue 13) at batch 1000: the extra time of a search with soft / filter
   scoring (emotion head on the query vectors + FAISS top-pool + re-rank) over the same search
   with plain cosine, relative to the plain FAISS search (target: <= 20%). Without --retriever a
-  freshly initialised emotion head is attached (same cost as a trained one).
+  freshly initialised emotion head is attached (same cost as a trained one);
+- the TF-IDF emotion classifier of the query (retrieval/tfidf.py, fitted here on the entries'
+  labels): P(e | q) for the same 1000 query texts, vs the FAISS search and vs end-to-end search.
 
 Without --data, or when the file is missing, synthetic Chinese sentences are used. Samples are
 repeated (with new ids) up to --n entries so the sizes are comparable across data sets.
@@ -122,6 +124,7 @@ def main(argv=None):
         rows.append((f"vectors only, batch {b}: FAISS / numpy", f"{b * reps / t_f:,.0f} / {b * reps / t_n:,.0f} q/s",
                      f"FAISS {t_n / t_f:.2f}x numpy (target >= 1.5x at 1000); max top-k score gap {gap:.1e}"))
     rows += scoring_rows(index, q, args.k, args.pool)
+    rows += tfidf_rows(index, qtexts, q, args.k, t1000)
     print("| measurement | value | note |\n|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} |")
@@ -156,6 +159,24 @@ def scoring_rows(index: DemonstrationIndex, q: np.ndarray, k: int, pool: int) ->
              f"{(t_soft - t_cos) / t_faiss:+.1%} " + note.format(t_faiss * 1e3)),
             (f"+ filter scoring (pool {pool}), batch 1000", f"{(t_filter - t_cos) * 1e3:+.1f} ms",
              f"{(t_filter - t_cos) / t_faiss:+.1%} " + note.format(t_faiss * 1e3))]
+
+
+def tfidf_rows(index: DemonstrationIndex, qtexts: list[str], q: np.ndarray, k: int, t_e2e: float) -> list[tuple]:
+    """P(e | q) from the TF-IDF classifier for 1000 query texts, vs FAISS search and end-to-end search."""
+    from retrieval.tfidf import fit_classifier
+
+    clf = index.retriever.tfidf
+    if clf is None:
+        rows = [r for r in index.table if r["utterance_emotion"]][:5000]
+        names = sorted({r["utterance_emotion"] for r in rows})
+        clf = fit_classifier([r["utterance"] for r in rows], [names.index(r["utterance_emotion"]) for r in rows], names)
+    t_faiss = t_tf = float("inf")
+    for _ in range(5):
+        t_faiss = min(t_faiss, timed(lambda: index.faiss.search(q, k), 1)[0])
+        t_tf = min(t_tf, timed(lambda: clf.predict_proba(qtexts), 1)[0])
+    return [("TF-IDF P(e | q), batch 1000", f"{t_tf * 1e3:.1f} ms",
+             f"{t_tf / t_faiss:+.1%} of plain FAISS search ({t_faiss * 1e3:.1f} ms); {t_tf / t_e2e:+.1%} of end-to-end "
+             f"search ({t_e2e * 1e3:.0f} ms, encode + FAISS); {len(clf.vocab):,} n-grams")]
 
 
 if __name__ == "__main__":

@@ -65,6 +65,11 @@ def char_ngrams(text: str, lo: int, hi: int, wb: bool = True) -> list[str]:
     return out
 
 
+def _pack(gram: str) -> int:
+    """One int64 per n-gram of up to 3 characters: code point + 1 in 21-bit fields (0 = none)."""
+    return sum((ord(c) + 1) << (21 * j) for j, c in enumerate(gram)) if len(gram) <= 3 else -1
+
+
 @dataclass
 class TfidfClassifier:
     """``P(emotion | text)`` of the module docstring; ``labels[i]`` is row i of ``coef``."""
@@ -82,25 +87,64 @@ class TfidfClassifier:
         self._ids = {g: i for i, g in enumerate(self.vocab)}
         self._coef_t = np.ascontiguousarray(self.coef.T, dtype=np.float32)  # (V, C): one row per n-gram
 
-    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Column ids and l2-normalised TF-IDF values of one text (unknown n-grams dropped)."""
-        ids = [self._ids[g] for g in char_ngrams(text, *self.ngram, self.wb) if g in self._ids]
-        if not ids:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        cols, counts = np.unique(np.asarray(ids, np.int64), return_counts=True)
-        vals = (1.0 + np.log(counts)) * self.idf[cols]
-        return cols, (vals / np.linalg.norm(vals)).astype(np.float32)
+    def sparse(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The texts' TF-IDF rows as flat ``(cols, values, lengths)``: row i is the next
+        ``lengths[i]`` entries (unknown n-grams dropped; values l2-normalised per row)."""
+        v = max(len(self.vocab), 1)
+        row, ids = self._gram_ids(texts) if self.ngram[1] <= 3 else self._gram_ids_slow(texts)
+        keep = ids >= 0
+        keys, counts = np.unique(row[keep] * v + ids[keep], return_counts=True)  # sorted by row, then column
+        col = keys % v
+        lengths = np.bincount(keys // v, minlength=len(texts)).astype(np.int64)
+        vals = (1.0 + np.log(counts.astype(np.float32))) * self.idf[col]
+        if len(col):
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[lengths > 0]
+            norms = np.sqrt(np.add.reduceat(vals * vals, starts))
+            vals = vals / np.repeat(norms, lengths[lengths > 0])
+        return col, vals.astype(np.float32), lengths
+
+    def _gram_ids_slow(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(text index, vocabulary column or -1) of every n-gram of every text, via :func:`char_ngrams`."""
+        grams = [char_ngrams(t, *self.ngram, self.wb) for t in texts]
+        get = self._ids.get
+        ids = np.fromiter((get(g, -1) for gs in grams for g in gs), np.int64, sum(map(len, grams)))
+        return np.repeat(np.arange(len(texts), dtype=np.int64), [len(g) for g in grams]), ids
+
+    def _gram_ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`_gram_ids_slow`, vectorised for n-grams of up to 3 characters: each n-gram is
+        packed into one int64 (21 bits per code point + 1) and looked up by binary search."""
+        if not hasattr(self, "_keys"):
+            keys = np.array([_pack(g) for g in self.vocab], np.int64)
+            order = np.argsort(keys)
+            self._keys, self._key_cols = keys[order], order.astype(np.int64)
+        segs = [[f" {w} " for w in _WHITE.sub(" ", t.lower()).split()] if self.wb else [_WHITE.sub(" ", t.lower())]
+                for t in texts]
+        flat = [w for ws in segs for w in ws]
+        if not flat or not len(self._keys):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        cp = np.frombuffer("".join(flat).encode("utf-32-le"), np.uint32).astype(np.int64) + 1
+        seg_len = np.fromiter(map(len, flat), np.int64, len(flat))
+        seg_text = np.repeat(np.arange(len(texts), dtype=np.int64), [len(ws) for ws in segs])
+        pos_seg = np.repeat(np.arange(len(flat)), seg_len)
+        left = np.repeat(np.cumsum(seg_len), seg_len) - np.arange(len(cp))  # characters left in the segment
+        pad = np.concatenate([cp, np.zeros(3, np.int64)])
+        rows, ids = [], []
+        for n in range(self.ngram[0], self.ngram[1] + 1):
+            at = np.flatnonzero(left >= n)
+            key = sum(pad[at + j] << (21 * j) for j in range(n))
+            hit = np.minimum(np.searchsorted(self._keys, key), len(self._keys) - 1)
+            rows.append(seg_text[pos_seg[at]])
+            ids.append(np.where(self._keys[hit] == key, self._key_cols[hit], -1))
+        return np.concatenate(rows), np.concatenate(ids)
 
     def logits(self, texts: list[str]) -> np.ndarray:
         """``(N, C)`` ``W x + b``; a text without a known n-gram gets the intercept alone."""
         out = np.tile(self.intercept.astype(np.float32), (len(texts), 1))
-        feats = [self.features(t) for t in texts]
-        rows = [i for i, (c, _) in enumerate(feats) if len(c)]
-        if rows:
-            cols = np.concatenate([feats[i][0] for i in rows])
-            vals = np.concatenate([feats[i][1] for i in rows])
-            starts = np.cumsum([0] + [len(feats[i][0]) for i in rows[:-1]])
-            out[rows] += np.add.reduceat(self._coef_t[cols] * vals[:, None], starts, axis=0)
+        col, vals, lengths = self.sparse(texts)
+        if len(col):
+            rows = lengths > 0
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[rows]
+            out[rows] += np.add.reduceat(self._coef_t[col] * vals[:, None], starts, axis=0)
         return out
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:

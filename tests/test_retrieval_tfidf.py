@@ -119,3 +119,13 @@ def test_tuning_picks_the_classifier_that_is_right():
     # 'head' only: the TF-IDF settings are not candidates
     res = tune_scoring(index, valid, "mean", min_f1_ratio=0.0, classifier="head")
     assert {r["source"] for r in res.grid if r["mode"] != "cosine"} == {"head"}
+
+
+def test_vectorised_ngram_lookup_equals_the_plain_one():
+    from collections import Counter
+
+    odd = ["", "  ", "😀 开心 😀😀", "A  b\tC", "开心开心 啊 啊啊啊 难过", "x"]
+    for wb, ngram in [(True, (1, 3)), (False, (1, 3)), (True, (2, 2))]:
+        clf = fit_classifier(TEXTS + ["😀 开心", "A b c"], LABELS + [0, 2], NAMES, ngram=ngram, wb=wb)
+        fast, slow = clf._gram_ids(TEXTS + odd), clf._gram_ids_slow(TEXTS + odd)
+        assert Counter(zip(*map(list, fast))) == Counter(zip(*map(list, slow))) and (fast[1] >= 0).sum() > 20
