@@ -159,3 +159,15 @@ def test_bad_settings_are_one_line(override, key):
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config("tiny", [override])
+
+
+def test_cli_trains_then_says_it_reuses(corpus, tmp_path):
+    from elmd.cli.main import main
+
+    sets = [f"--set=lm_pretrain.{k}={v}" for k, v in vars(CFG).items()]
+    args = ["lm", "pretrain", "--data", str(corpus), "--out", str(tmp_path / "lm"), *sets]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert "tiny LM trained in" in first.output and f"llm.path={tmp_path / 'lm'}" in first.output
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0 and "tiny LM reused (same inputs and settings)" in second.output

@@ -10,7 +10,8 @@ class LLMConfig:
     preset: str = "tiny"
     """'tiny' (random init, CPU seconds) or 'chatglm2-6b' (converted weights from `path`)."""
     path: str = ""
-    """Local folder with converted ChatGLM2-6B weights (`elmd convert chatglm2`)."""
+    """Local folder with converted ChatGLM2-6B weights (`elmd convert chatglm2`); for preset tiny, a
+    pre-trained tiny LM (`elmd lm pretrain --out DIR`), empty = the seeded random tiny LM."""
     tokenizer: str = ""
     """Local ChatGLM2 `tokenizer.model`; empty = `path`/tokenizer.model (chatglm2-6b) or, for tiny,
     a SentencePiece model trained in-process on data.train's texts, cached beside it."""
