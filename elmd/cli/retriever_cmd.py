@@ -45,7 +45,8 @@ def train(data, valid, encoder, out, no_ert, no_ssc, epochs, config, overrides):
 @config_options
 @friendly_errors
 def tune(retriever_dir, data, valid, config, overrides):
-    """Choose the search-time scoring (cosine / soft beta, pool / filter pool) on the valid split
+    """Choose the search-time scoring (cosine / soft beta, pool / filter pool, and the emotion
+    classifier giving P(emotion | q): head / tfidf / mean) on the valid split
     and store it in the retriever's retriever.json (the weights, hence indexes built from them, are
     unchanged; rebuild an index to use the new scoring by default)."""
     from retrieval.tune import tune_retriever
