@@ -33,6 +33,7 @@ setup(
         "rouge-chinese",
         "nltk>=3.8",
         "matplotlib",
+        "scikit-learn",  # the retriever's TF-IDF emotion classifier (fit only; prediction is numpy)
         "diffusers>=0.30",  # sticker head's SD backends (+65 MB with its deps)
         "espeakng-loader>=0.2.4",  # avatar head's offline Mandarin TTS: bundled libespeak-ng + cmn data (10 MB)
     ],
