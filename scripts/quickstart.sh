@@ -17,23 +17,8 @@ T=("${Q[@]}" --set data.train="$RUN/data/train.jsonl" --set data.valid="$RUN/dat
    --set data.test="$RUN/data/test.jsonl" --set index.path="$RUN/index"
    --set vision.feature_cache="$RUN/features" --set vision.path="$RUN/vision" --set train.out="$RUN")
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-# Quiet steps: `q CMD...` runs CMD with its stderr (config dump, progress bars, warnings) in a log
-# under $RUN/logs; when CMD fails, its exit code, the command and the log's last lines are shown.
-LOGS="$RUN/logs"
-rm -rf "$LOGS" && mkdir -p "$LOGS"
-q() {
-  local log rc=0
-  log="$(mktemp "$LOGS/${1##*/}-${2//[^A-Za-z0-9_-]/_}-XXXXXX.log")"
-  "$@" 2>"$log" || rc=$?
-  if [ "$rc" -ne 0 ]; then
-    printf '\033[31mstep failed (exit %s): %s\033[0m\n' "$rc" "$*" >&2
-    tail -n 40 "$log" | tr '\r' '\n' | tail -n 40 >&2
-    printf '(full log: %s)\n' "$log" >&2
-  fi
-  return "$rc"
-}
+# shellcheck source=scripts/steps.sh
+source scripts/steps.sh  # step banners; `q CMD` = CMD with stderr in $RUN/logs, shown when CMD fails
 
 step "1. face videos of the bundled sample (cached in data/sample/videos/)"
 elmd data make-videos --data data/sample/dialogues.jsonl

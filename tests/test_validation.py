@@ -127,11 +127,14 @@ def test_cli_flag_values_are_validated_like_set(tmp_path):
 # --- issue 11 case 11: the quickstart shows a failing step's error -----------------------------------
 
 def _quiet_runner() -> str:
-    """The plumbing of scripts/quickstart.sh (LOGS=... through the q() function)."""
-    text = (REPO / "scripts" / "quickstart.sh").read_text(encoding="utf-8")
-    m = re.search(r"^LOGS=.*?^}\n", text, re.S | re.M)
-    assert m, "quickstart.sh lost its q() step runner"
-    assert "2>/dev/null" not in text, "a quickstart step hides its errors again"
+    """The step runner the runbooks source (scripts/steps.sh: LOGS=... through the q() function)."""
+    for book in ("quickstart.sh", "cped.sh"):
+        text = (REPO / "scripts" / book).read_text(encoding="utf-8")
+        assert "source scripts/steps.sh" in text, f"{book} no longer uses the shared step runner"
+        assert "2>/dev/null" not in text, f"a {book} step hides its errors again"
+    steps = (REPO / "scripts" / "steps.sh").read_text(encoding="utf-8")
+    m = re.search(r"^LOGS=.*?^}\n", steps, re.S | re.M)
+    assert m, "steps.sh lost its q() step runner"
     return m.group(0)
 
 
