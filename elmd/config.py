@@ -84,7 +84,7 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | tuple[st
     """Defaults <- YAML file (preset name or path) <- ``section.field=value`` overrides, then every
     section validated (:func:`elmd.configio.validate_config`: one line naming key, value, range).
 
-    In a file, a path value (:data:`elmd.runs.PATH_KEYS`) starting with ``./`` or ``../`` is
+    In a file, a path value (:data:`elmd.paths.PATH_KEYS`) starting with ``./`` or ``../`` is
     relative to the file's folder (what `elmd data prepare` and run folders write); any other
     relative path, and every override, is relative to the working directory (the presets'
     ``runs/sample/...``)."""
@@ -108,8 +108,8 @@ def _resolve_file_paths(cfg: ELMDConfig, folder: Path) -> None:
     """``./`` and ``../`` path values of a config file -> paths relative to ``folder`` (in place)."""
     values = [v for sec in vars(cfg).values() for v in vars(sec).values() if isinstance(v, str)]
     if not any(v == "." or v.startswith(("./", "../")) for v in values):
-        return  # nothing to resolve: spare the import of elmd.runs (torch)
-    from elmd.runs import PATH_KEYS, resolve_path
+        return  # nothing to resolve
+    from elmd.paths import PATH_KEYS, resolve_path
 
     for dotted in PATH_KEYS:
         section, key = dotted.split(".")

@@ -24,54 +24,18 @@ from typing import TYPE_CHECKING
 
 import copy
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from elmd.errors import ElmdError
+from elmd.paths import PATH_KEYS, _get, _set, portable_path, resolve_path  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # annotations only
     from elmd.config import ELMDConfig
 
 FORMAT = 2
 """``meta.json``'s ``format``: 2 = portable paths + ``modules`` (1 = earlier folders)."""
-
-PATH_KEYS = ("data.train", "data.valid", "data.test", "index.path", "llm.path", "llm.tokenizer", "vision.path",
-             "vision.feature_cache", "train.out", "train.rep_dir", "retrieval.encoder")
-"""Config fields holding file or folder paths ('' = unset; ``retrieval.encoder`` may be a name)."""
-
-MAX_UP = 2
-"""Paths at most this many levels above the folder are stored relative to it."""
-
-
-def _get(cfg: ELMDConfig, dotted: str):
-    section, key = dotted.split(".")
-    return getattr(getattr(cfg, section), key)
-
-
-def _set(cfg: ELMDConfig, dotted: str, value) -> None:
-    section, key = dotted.split(".")
-    setattr(getattr(cfg, section), key, value)
-
-
-def portable_path(value: str, folder: Path, base: Path | None = None) -> str:
-    """``value`` (relative to ``base``, default the cwd) as stored in ``folder``'s config."""
-    if not value or ":" in value and not Path(value).exists():  # unset, or a name such as builtin:char
-        return value
-    full = Path(os.path.abspath((base or Path.cwd()) / value))
-    rel = os.path.relpath(full, os.path.abspath(folder))
-    if rel.split(os.sep).count("..") > MAX_UP:
-        return str(full)
-    return rel if rel.startswith("..") else "./" + rel if rel != "." else "."
-
-
-def resolve_path(value: str, folder: Path) -> str:
-    """A stored path back to a usable one: ``./`` and ``../`` paths are relative to ``folder``."""
-    if value == "." or value.startswith(("./", "../")):
-        return os.path.normpath(os.path.abspath(Path(folder) / value))
-    return value
-
 
 def portable_config(cfg: ELMDConfig, folder: str | Path):
     """A copy of ``cfg`` with its :data:`PATH_KEYS` written for ``folder`` (see the module docstring)."""
