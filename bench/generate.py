@@ -4,8 +4,9 @@
   prompt encoding, left-padded batching, feature-cache reads, decoding, emotion parsing, JSONL
   append (fsynced at most once a second), meta.json — with the pipeline already loaded;
 * pipeline: :meth:`elmd.inference.Pipeline.respond_batch` over the same requests (no file);
-* bare: the same decoder (:func:`elmd.inference.decoding.decode`) and per-request generators on
-  batches collated with their video features before the clock starts (the model alone);
+* bare: the model's work alone — the emotion decision and the same decoder with the same per-request
+  generators (``Pipeline.decode_batch``) on batches collated with their video features before the
+  clock starts;
 * HF: transformers' ``generate`` (``ELMDModel.generate``) on those batches, for reference.
 
 harness, pipeline and bare decode with the same seeds (so the same tokens); tokens/s = generated
@@ -94,13 +95,14 @@ def bare_batches(pipe, samples, bs):
 
 
 def run_bare(pipe, batches) -> int:
-    """The model alone: the same decoder and seeds on ready batches (no retrieval, prompts, features, rows)."""
-    from elmd.inference.decoding import decode, generators_for
+    """The model alone: the emotion decision + the same decoder and seeds on ready batches
+    (``Pipeline.decode_batch``; no retrieval, prompt encoding, feature reads, parsing or rows)."""
+    from elmd.inference.decoding import generators_for
 
     tokens, settings = 0, pipe.settings()
     for batch, part in batches:
         gens = None if settings.greedy else generators_for([r.seed for r in part], pipe.device)
-        tokens += sum(decode(pipe.model, batch, settings, gens).lengths)
+        tokens += sum(pipe.decode_batch(batch, settings, gens)[0].lengths)
     return tokens
 
 

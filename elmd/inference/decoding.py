@@ -124,12 +124,17 @@ def _force(logits: torch.Tensor, forced: Sequence[Sequence[int]], step: int) -> 
 def decode(model, batch: dict, s: DecodeSettings, generators: Sequence[torch.Generator] | None = None,
            output_hidden: bool = False, logits_hook: Callable | None = None,
            on_tokens: Callable | None = None, forced: Sequence[Sequence[int]] | None = None,
-           banned: torch.Tensor | None = None, should_stop: Callable[[int], bool] | None = None) -> Decoded:
+           banned: torch.Tensor | None = None, should_stop: Callable[[int], bool] | None = None,
+           prefix_fn: Callable[[torch.Tensor], Sequence[Sequence[int]]] | None = None) -> Decoded:
     """New tokens for every prompt of ``batch`` (``input_ids``, ``attention_mask``, video inputs);
     ``banned`` (a bool mask [V]) = tokens never chosen (see ``ChatGLMTokenizer.never_generated_ids``);
     ``should_stop(row) -> bool`` is asked each step for the unfinished rows: True ends that row there
-    with eos (a cancelled or timed-out request), and decoding stops once every row has ended."""
+    with eos (a cancelled or timed-out request), and decoding stops once every row has ended;
+    ``prefix_fn(first_logits [B, V]) -> forced`` decides the forced prefixes from the prefill's
+    next-token scores (the emotion decision when every label word is one token: no extra forward)."""
     out, state = model.start(**batch)
+    if prefix_fn is not None:
+        forced = prefix_fn(out.logits[:, -1])
     B = batch["input_ids"].shape[0]
     finished = torch.zeros(B, dtype=torch.bool, device=batch["input_ids"].device)
     tokens, hidden = [], []

@@ -179,16 +179,12 @@ class Pipeline:
         batch = self.batch(encoded, requests)
         seeds = [self.cfg.generate.seed if r.seed is None else r.seed for r in requests]
         gens = None if settings.greedy else generators_for(seeds, self.device)
-        picks, forced = None, None
-        if settings.emotion == "constrained":
+        if settings.emotion == "constrained" and not self.spec.generates_response:  # stage rep: the decision is all
             picks = self._decide_emotions(batch, settings, gens)
-            if not self.spec.generates_response:  # stage rep: the decision is the whole answer
-                return [Reply(self.labels.ids[p], self.labels.word(self.labels.ids[p]), "", d,
-                              self.labels.word(self.labels.ids[p])) for p, d in zip(picks, demos)]
-            newline = self.tokenizer.encode("\n")
-            forced = [self._label_ids()[p] + newline for p in picks]
-        out = decode(self.model, batch, settings, gens, output_hidden=output_hidden, on_tokens=on_tokens, forced=forced,
-                     banned=self._banned(), should_stop=should_stop)
+            return [Reply(self.labels.ids[p], self.labels.word(self.labels.ids[p]), "", d,
+                          self.labels.word(self.labels.ids[p])) for p, d in zip(picks, demos)]
+        out, picks = self.decode_batch(batch, settings, gens, output_hidden=output_hidden, on_tokens=on_tokens,
+                                       should_stop=should_stop)
         replies = []
         for b, (row, n) in enumerate(zip(out.tokens.tolist(), out.lengths)):
             ids = [t for t in row[:n] if t != settings.eos_id]
@@ -201,6 +197,23 @@ class Pipeline:
             replies.append(Reply(emotion, self.labels.word(emotion) if emotion else "", response, demos[b], text, n,
                                  row[:n], hidden, prompt_tokens=len(encoded[b]["input_ids"])))
         return replies
+
+    def decode_batch(self, batch: dict, settings: DecodeSettings, gens, **kw):
+        """The model's work for a ready batch: the emotion decision (``generate.emotion``) and the
+        decoding. Returns (Decoded, label index per row or None). With single-token label words the
+        decision reads the prefill's next-token scores (no extra forward); otherwise each label
+        word is scored after the prompt (:meth:`ELMDModel.label_logprobs`) first."""
+        picks: list[int] = []
+        prefix_fn = forced = None
+        if settings.emotion == "constrained":
+            label_ids, newline = self._label_ids(), self.tokenizer.encode("\n")
+            if all(len(w) == 1 for w in label_ids):
+                prefix_fn = _first_token_decision(label_ids, newline, settings, gens, picks, self.device)
+            else:
+                picks = self._decide_emotions(batch, settings, gens)
+                forced = [label_ids[p] + newline for p in picks]
+        out = decode(self.model, batch, settings, gens, forced=forced, banned=self._banned(), prefix_fn=prefix_fn, **kw)
+        return out, (picks if settings.emotion == "constrained" else None)
 
     def _banned(self) -> torch.Tensor:
         """Bool mask [tokenizer vocab] of the ids a reply never contains (byte pieces, controls,
@@ -258,6 +271,21 @@ class Pipeline:
         other = replace(self, heads=[])
         other.heads = [build_head(n, other, self.cfg) for n in names]
         return other
+
+
+def _first_token_decision(label_ids, newline, settings, gens, picks: list, device):
+    """``prefix_fn`` for :func:`~elmd.inference.decoding.decode` when every label word is one token:
+    its mean log-prob is the log-prob of that token at the last prompt position, which the prefill
+    has computed already. Fills ``picks`` and returns the forced prefixes (word + newline)."""
+    from elmd.inference.decoding import pick_labels
+
+    first = torch.tensor([w[0] for w in label_ids], device=device)
+
+    def prefix_fn(logits):
+        picks[:] = pick_labels(logits.float().log_softmax(-1)[:, first], settings, gens)
+        return [label_ids[p] + newline for p in picks]
+
+    return prefix_fn
 
 
 def _check_index_unchanged(meta: dict, index_path: str) -> None:
