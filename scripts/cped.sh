@@ -46,11 +46,6 @@ done
 
 step "4. generate on the test split and evaluate -> $RUN/eval"
 rm -rf "$RUN/eval"  # predictions of the models just trained
-gen_eval() {  # FOLDER ROW-NAME CHECKPOINT BASELINE
-  q elmd generate --checkpoint "$3" --data "$RUN/data/test.jsonl" --out "$RUN/eval/$1/preds.jsonl" \
-    --baseline "$4" --no-progress | tail -n 1
-  elmd evaluate --pred "$RUN/eval/$1/preds.jsonl" --out "$RUN/eval/$1" --name "$2" --no-progress
-}
 gen_eval elmd "ELMD (tiny, text)" "$RUN/eerg" none
 gen_eval text_only "text-only" "$RUN/ablations/wo_erm" text-only
 gen_eval retrieval_only "retrieval-only" "$RUN/eerg" retrieval-only

@@ -67,11 +67,6 @@ q elmd train --stage eerg --ablation wo_v --out "$RUN/ablations/text_only" --ove
 
 step "8. generate on the test split and evaluate -> $RUN/eval"
 rm -rf "$RUN/eval"  # predictions of the models just trained, not of an earlier run
-gen_eval() {  # FOLDER ROW-NAME CHECKPOINT BASELINE
-  q elmd generate --checkpoint "$3" --data "$RUN/data/test.jsonl" --out "$RUN/eval/$1/preds.jsonl" \
-    --baseline "$4" --no-progress | tail -n 1
-  elmd evaluate --pred "$RUN/eval/$1/preds.jsonl" --out "$RUN/eval/$1" --name "$2" --no-progress
-}
 gen_eval elmd "ELMD (tiny)" "$RUN/eerg" none
 gen_eval text_only "text-only" "$RUN/ablations/text_only" text-only
 gen_eval single_frame "single-frame" "$RUN/ablations/wo_erm" single-frame

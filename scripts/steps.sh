@@ -17,3 +17,9 @@ q() {
   fi
   return "$rc"
 }
+
+gen_eval() {  # FOLDER ROW-NAME CHECKPOINT BASELINE: predictions of the test split, then their scores
+  q elmd generate --checkpoint "$3" --data "$RUN/data/test.jsonl" --out "$RUN/eval/$1/preds.jsonl" \
+    --baseline "$4" --no-progress | tail -n 1
+  elmd evaluate --pred "$RUN/eval/$1/preds.jsonl" --out "$RUN/eval/$1" --name "$2" --no-progress
+}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 UTTERANCES = ["你听说了吗？", "我跟你说件事。", "你猜怎么着？", "有个消息。"]
 
@@ -65,3 +66,21 @@ def train_overrides_cfg(folder, out, extra=()):
 def train_cfg(train_folder, tmp_path):
     """A fresh config (own output folder) for the fixture data; call with extra overrides."""
     return lambda *extra: train_overrides_cfg(train_folder, tmp_path / "runs", extra)
+
+
+class ToyOut:
+    """What a model returns to the loop: only ``logits``."""
+
+    def __init__(self, logits):
+        self.logits = logits
+
+
+class Toy(torch.nn.Module):
+    """logits = x * w: a one-parameter model for the loop's step logic (batch key ``x``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        return ToyOut(x * self.w)

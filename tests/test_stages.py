@@ -50,18 +50,7 @@ def test_train_cli_lists_the_registry_and_refuses_unknown_stages():
     assert res.exit_code == 2 and "nope" in res.output and "Traceback" not in res.output
 
 
-class _Out:
-    def __init__(self, logits):
-        self.logits = logits
-
-
-class _Toy(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(3))
-
-    def forward(self, x):
-        return _Out(x * self.w)
+from fixtures_train import Toy as _Toy  # noqa: E402  (one toy model for the loop tests)
 
 
 def test_a_loss_hook_adds_a_term_that_trains_and_is_reported():

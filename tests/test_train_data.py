@@ -118,20 +118,7 @@ def test_bad_inputs_are_one_line_errors(train_cfg, tmp_path):
         load_split(train_cfg(f"data.valid={empty}"), "valid", labels_of(cfg))
 
 
-class _Out:
-    def __init__(self, logits):
-        self.logits = logits
-
-
-class _Toy(torch.nn.Module):
-    """logits = x * w: a one-parameter model for the loop's step logic."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.ones(3))
-
-    def forward(self, x):
-        return _Out(x * self.w)
+from fixtures_train import Toy as _Toy  # noqa: E402  (one toy model for the loop tests)
 
 
 def _toy_step(x):
