@@ -20,6 +20,9 @@ softmax(scores / temperature) with the row's generator — and forces it, then t
 generated conditioned on it: every reply has an emotion. ``free`` lets the model write the word
 and parses it (:func:`elmd.models.prompt.parse_output`), which is the paper's setting; a tiny or
 under-trained model then often writes none.
+``forced_run`` (a list of ids, a head's ``[IMG1..r]``) is GILL's rule for an added token run
+(:class:`ForcedRun`): ids 2..r are never chosen outside a run, and once id 1 is chosen the rest of the
+run follows whatever is sampled, so a run is always whole.
 With ``output_hidden`` the last-layer hidden state at each new token's position is kept (one more
 step after the last token), which is what a training forward over prompt + reply gives there.
 """
@@ -120,23 +123,63 @@ def _force(logits: torch.Tensor, forced: Sequence[Sequence[int]], step: int) -> 
     return logits
 
 
+class ForcedRun:
+    """GILL's decoding rule for a run of added tokens (``[IMG1..r]``), applied step by step to a batch.
+
+    :meth:`logits` forbids ids 2..r in rows that are not inside a run (they may only follow id 1);
+    :meth:`step` takes the sampled tokens and returns the tokens to emit: a row inside a run emits
+    its next run id whatever was sampled.
+    """
+
+    def __init__(self, ids: Sequence[int], batch_size: int, device=None):
+        self.ids = torch.as_tensor(list(ids), dtype=torch.long, device=device)
+        self.pos = torch.zeros(batch_size, dtype=torch.long, device=device)
+        """Per row: how many ids of the current run were emitted (0 = not in a run)."""
+
+    @property
+    def r(self) -> int:
+        return len(self.ids)
+
+    def logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """[B, V] next-token logits with ids 2..r at -inf outside a run."""
+        out = logits.clone()
+        outside = self.pos == 0
+        if self.r > 1 and outside.any():
+            rows = outside.nonzero(as_tuple=True)[0]
+            out[rows[:, None], self.ids[1:][None].to(out.device)] = float("-inf")
+        return out
+
+    def step(self, sampled: torch.Tensor) -> torch.Tensor:
+        """Sampled tokens [B] -> emitted tokens [B]; updates the run state."""
+        ids, pos = self.ids.to(sampled.device), self.pos.to(sampled.device)
+        inside = pos > 0
+        out = sampled.clone()
+        out[inside] = ids[pos[inside]]
+        pos = torch.where(inside, pos + 1, (out == ids[0]).long())
+        self.pos = torch.where(pos >= self.r, torch.zeros_like(pos), pos)
+        return out
+
+
 @torch.no_grad()
 def decode(model, batch: dict, s: DecodeSettings, generators: Sequence[torch.Generator] | None = None,
            output_hidden: bool = False, logits_hook: Callable | None = None,
            on_tokens: Callable | None = None, forced: Sequence[Sequence[int]] | None = None,
            banned: torch.Tensor | None = None, should_stop: Callable[[int], bool] | None = None,
-           prefix_fn: Callable[[torch.Tensor], Sequence[Sequence[int]]] | None = None) -> Decoded:
+           prefix_fn: Callable[[torch.Tensor], Sequence[Sequence[int]]] | None = None,
+           forced_run: Sequence[int] | None = None) -> Decoded:
     """New tokens for every prompt of ``batch`` (``input_ids``, ``attention_mask``, video inputs);
     ``banned`` (a bool mask [V]) = tokens never chosen (see ``ChatGLMTokenizer.never_generated_ids``);
     ``should_stop(row) -> bool`` is asked each step for the unfinished rows: True ends that row there
     with eos (a cancelled or timed-out request), and decoding stops once every row has ended;
     ``prefix_fn(first_logits [B, V]) -> forced`` decides the forced prefixes from the prefill's
-    next-token scores (the emotion decision when every label word is one token: no extra forward)."""
+    next-token scores (the emotion decision when every label word is one token: no extra forward);
+    ``forced_run``: see :class:`ForcedRun`."""
     out, state = model.start(**batch)
     if prefix_fn is not None:
         forced = prefix_fn(out.logits[:, -1])
     B = batch["input_ids"].shape[0]
     finished = torch.zeros(B, dtype=torch.bool, device=batch["input_ids"].device)
+    run = ForcedRun(forced_run, B, finished.device) if forced_run else None
     tokens, hidden = [], []
     for step in range(s.max_new_tokens):
         logits = out.logits[:, -1]
@@ -146,7 +189,12 @@ def decode(model, batch: dict, s: DecodeSettings, generators: Sequence[torch.Gen
             logits = _force(logits, forced, step)
         if logits_hook is not None:
             logits = logits_hook(step, logits)
-        nxt = choose(logits, s, generators).masked_fill(finished, s.pad_id)
+        if run is not None:
+            logits = run.logits(logits)
+        nxt = choose(logits, s, generators)
+        if run is not None:
+            nxt = run.step(nxt)
+        nxt = nxt.masked_fill(finished, s.pad_id)
         if should_stop is not None:
             stop = [b for b in range(B) if not finished[b] and should_stop(b)]
             if stop:

@@ -2,7 +2,8 @@
 
 The folder's ``meta.json`` names the stage (:mod:`elmd.stages`) and the modules to rebuild: the
 frozen LLM of the config's preset, the video Linear (``modules.projector.q_dim``) and, for a
-stage that trains a prefix, the prefix with the saved settings (``modules.prefix``). Folders of
+stage that trains a prefix, the prefix with the saved settings (``modules.prefix``), and a head's
+tokens after the vocabulary (``added_tokens``: names and ids; stage ``sticker``'s ``[IMG1..r]``). Folders of
 the earlier format (no ``modules``) are read from their config and tensor shapes.
 """
 
@@ -56,5 +57,12 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu", cfg: ELMD
         saved = modules.get("prefix")
         prefix = PrefixConfig(**{f.name: saved[f.name] for f in fields(PrefixConfig)}) if saved else cfg.prefix
         model.attach_prefix(prefix, seed=cfg.train.seed)
+    added = meta.get("added_tokens")  # a head's tokens after the vocabulary (stage sticker: [IMG1..r])
+    if added:
+        ids = model.attach_tokens(len(added["names"])).ids
+        if ids != added["ids"]:
+            raise ElmdError(f"{folder}: its added tokens had ids {added['ids'][:2]}... but this LLM gives {ids[:2]}... — "
+                            "load it with the LLM it was trained on")
+        tokenizer.add_tokens(added["names"], ids)
     model.load_trainable_state_dict(state)
     return model.to(resolve_device(device)).eval(), tokenizer, cfg

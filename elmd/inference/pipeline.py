@@ -69,6 +69,8 @@ class Pipeline:
     """``(feats [B, m, Q, q], requests) -> feats``: changes a batch's video features (single-frame baseline)."""
     keep_ids: tuple[int, ...] = ()
     """Special ids replies may contain after all (a head's added tokens, e.g. [IMG1..r])."""
+    forced_run: tuple[int, ...] = ()
+    """Added tokens decoded as one run (GILL: once the first is chosen the rest follow; :class:`ForcedRun`)."""
 
     @property
     def device(self) -> torch.device:
@@ -156,6 +158,7 @@ class Pipeline:
         generated (eos included; streaming: decode the ids so far with ``self.tokenizer``);
         ``should_stop(i)`` is asked at every step: True ends request ``i`` there (its client left)."""
         requests = list(requests)
+        output_hidden = output_hidden or any(getattr(h, "needs_hidden", False) for h in self.heads)
         demos = list(demonstrations) if demonstrations is not None else self.demonstrations(requests)
         replies: list[Reply | None] = [None] * len(requests)
         groups: dict[DecodeSettings, list[int]] = {}
@@ -212,14 +215,15 @@ class Pipeline:
             else:
                 picks = self._decide_emotions(batch, settings, gens)
                 forced = [label_ids[p] + newline for p in picks]
-        out = decode(self.model, batch, settings, gens, forced=forced, banned=self._banned(), prefix_fn=prefix_fn, **kw)
+        out = decode(self.model, batch, settings, gens, forced=forced, banned=self._banned(), prefix_fn=prefix_fn,
+                     forced_run=self.forced_run or None, **kw)
         return out, (picks if settings.emotion == "constrained" else None)
 
     def _banned(self) -> torch.Tensor:
         """Bool mask [tokenizer vocab] of the ids a reply never contains (byte pieces, controls,
         specials); LM-head rows past the tokenizer are masked by the decoder too."""
         if getattr(self, "_banned_mask", None) is None:
-            mask = torch.zeros(self.tokenizer.vocab_size, dtype=torch.bool)
+            mask = torch.zeros(max([self.tokenizer.vocab_size, *(i + 1 for i in self.keep_ids)]), dtype=torch.bool)
             mask[self.tokenizer.never_generated_ids(keep=self.keep_ids)] = True
             self._banned_mask = mask.to(self.device)
         return self._banned_mask
@@ -342,4 +346,6 @@ def load(run_dir: str | Path, device: str = "auto", overrides=(), heads: Sequenc
     store = FeatureStore(cfg.vision, encoder, in_memory=False) if with_model and video_tokens(cfg) else None
     pipe = Pipeline(cfg, folder, meta, spec, model, tokenizer, labels_of(cfg), index, store,
                     media_dir=Path(media_dir) if media_dir else None)
+    if model is not None and model.added_tokens is not None:  # a head's tokens (stage sticker's [IMG1..r])
+        pipe.keep_ids = pipe.forced_run = tuple(model.added_tokens.ids)
     return pipe.with_heads(heads) if heads else pipe

@@ -14,6 +14,10 @@ the same cache to ``GlmForCausalLM.generate`` together with P dummy embeddings a
 in front of the prompt: generate drops the first ``cache length`` embeddings of ``inputs_embeds``
 (it takes them for tokens already in the cache), so without the dummies it would silently drop the
 first P prompt embeddings.
+
+A head may append tokens after the LLM's vocabulary (:meth:`ELMDModel.attach_tokens`, the sticker
+head's ``[IMG1..r]``, GILL / PEGS): :class:`AddedTokens` holds their input-embedding and output-head
+rows as separate trainable tensors, so the LLM's own rows stay frozen and only the new rows are saved.
 """
 
 from __future__ import annotations
@@ -68,14 +72,57 @@ class DecodeState:
     """[B] position id of the next token fed (real tokens counted, prefix not)."""
 
 
+class AddedTokens(nn.Module):
+    """Rows of ``n`` tokens appended after the LLM's vocabulary: ids ``first_id .. first_id + n - 1``.
+
+    ``input`` [n, D] are their input embeddings, ``output`` [n, D] their output-head rows (logit of
+    token ``first_id + i`` = hidden @ output[i]). PEGS trains such rows by masking the gradient of the
+    whole resized matrices; separate tensors give the same training without touching (or saving) the
+    frozen rows. Initialised from the mean of the LLM's rows plus small seeded noise.
+    """
+
+    def __init__(self, n: int, first_id: int, embedding: torch.Tensor, head: torch.Tensor, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        noise = lambda w: torch.randn(n, w.shape[1], generator=g) * w.float().std().item() * 0.1  # noqa: E731
+        self.first_id = first_id
+        self.input = nn.Parameter(embedding.detach().float().mean(0, keepdim=True).cpu() + noise(embedding))
+        self.output = nn.Parameter(head.detach().float().mean(0, keepdim=True).cpu() + noise(head))
+
+    @property
+    def ids(self) -> list[int]:
+        return list(range(self.first_id, self.first_id + self.input.shape[0]))
+
+
 class ELMDModel(nn.Module):
-    """``llm`` (a frozen ``GlmForCausalLM``) + ``projector`` (trainable, q -> hidden) + optional ``prefix``."""
+    """``llm`` (a frozen ``GlmForCausalLM``) + ``projector`` (trainable, q -> hidden) + optional ``prefix``
+    (+ optional ``added_tokens``, a head's tokens after the vocabulary)."""
 
     def __init__(self, llm: nn.Module, projector: nn.Module, prefix: PrefixEncoder | None = None):
         super().__init__()
         self.llm = freeze(llm)
         self.projector = projector
         self.register_module("prefix", prefix)
+        self.register_module("added_tokens", None)
+
+    def attach_tokens(self, n: int, seed: int = 0) -> AddedTokens:
+        """Append ``n`` trainable tokens after the vocabulary (ids from the embedding's size on); returns them."""
+        emb, head = self.llm.get_input_embeddings().weight, self.llm.lm_head.weight
+        if emb.shape[0] != head.shape[0]:
+            raise ElmdError(f"the LLM's input embedding ({emb.shape[0]} rows) and output head ({head.shape[0]}) differ in size")
+        self.added_tokens = AddedTokens(n, emb.shape[0], emb, head, seed).to(emb.device)
+        return self.added_tokens
+
+    def _embed_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings [B, T, D]; added tokens' ids read their own rows."""
+        table = self.llm.get_input_embeddings()
+        if self.added_tokens is None:
+            return table(input_ids)
+        a = self.added_tokens
+        added = input_ids >= a.first_id
+        embeds = table(input_ids.masked_fill(added, 0))
+        rows = a.input[(input_ids - a.first_id).clamp(0, a.input.shape[0] - 1)].to(embeds.dtype)
+        return torch.where(added[..., None], rows, embeds)
 
     def attach_prefix(self, cfg: PrefixConfig, seed: int | None = None) -> PrefixEncoder:
         """Add a fresh p-tuning v2 prefix (stage eerg), float32, on the LLM's device; returns it.
@@ -98,7 +145,7 @@ class ELMDModel(nn.Module):
 
     def embed(self, input_ids, video_mask=None, video_feats=None, video_present=None) -> torch.Tensor:
         """Prompt embeddings [B, T, D] with the video tokens spliced in (video_feats [B, m, Q, q])."""
-        embeds = self.llm.get_input_embeddings()(input_ids)  # [B, T, D]
+        embeds = self._embed_ids(input_ids)  # [B, T, D]
         if video_mask is None or not video_mask.any():
             return embeds
         if video_feats is None:
@@ -112,11 +159,16 @@ class ELMDModel(nn.Module):
         """Decoder + LM head: (logits, last-layer hidden [B, T, D]); ``last_only`` = logits of the last position."""
         hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                                 cache=cache, use_cache=cache is not None).last_hidden_state
-        return self.llm.lm_head(hidden[:, -1:] if last_only else hidden), hidden
+        h = hidden[:, -1:] if last_only else hidden
+        logits = self.llm.lm_head(h)
+        if self.added_tokens is not None:  # the added tokens' logits after the vocabulary's
+            logits = torch.cat([logits, h @ self.added_tokens.output.t().to(h.dtype)], -1)
+        return logits, hidden
 
     def forward(self, input_ids, attention_mask, labels=None, video_feats=None, video_present=None,
                 video_mask=None, output_hidden_states: bool = False) -> ELMDOutput:
-        """Logits [B, T, vocab] of the frozen LLM on the spliced prompt (+ loss when ``labels``)."""
+        """Logits [B, T, vocab] of the frozen LLM on the spliced prompt (+ loss when ``labels``); the
+        hidden states come back when ``output_hidden_states`` or when tokens were added (a head reads them)."""
         embeds = self.embed(input_ids, video_mask, video_feats, video_present)
         positions = real_positions(attention_mask)  # [B, T], 0 on left padding, prefix not counted
         cache, mask = self._prefix_inputs(embeds, attention_mask)
@@ -126,7 +178,7 @@ class ELMDModel(nn.Module):
             shifted = labels[:, 1:]
             loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), shifted.reshape(-1),
                                    ignore_index=IGNORE)
-        return ELMDOutput(logits, loss, hidden if output_hidden_states else None)
+        return ELMDOutput(logits, loss, hidden if output_hidden_states or self.added_tokens is not None else None)
 
     @torch.no_grad()
     def start(self, input_ids, attention_mask, video_feats=None, video_present=None, video_mask=None,
@@ -154,7 +206,7 @@ class ELMDModel(nn.Module):
     @torch.no_grad()
     def step(self, state: DecodeState, tokens: torch.Tensor) -> ELMDOutput:
         """Feed one token per row (``tokens`` [B]); returns its logits [B, 1, V] and hidden state [B, 1, D]."""
-        embeds = self.llm.get_input_embeddings()(tokens[:, None])
+        embeds = self._embed_ids(tokens[:, None])
         state.attention_mask = torch.cat([state.attention_mask, state.attention_mask.new_ones(len(tokens), 1)], 1)
         positions = state.next_position[:, None]
         logits, hidden = self._run(embeds, state.attention_mask, positions, state.cache)
@@ -175,6 +227,8 @@ class ELMDModel(nn.Module):
         """
         if kwargs.get("cache") is not None or kwargs.get("past_key_values") is not None or kwargs.get("position_ids") is not None:
             raise ValueError("ELMDModel.generate builds the cache and position_ids itself")
+        if self.added_tokens is not None:
+            raise ValueError("a model with added tokens decodes with elmd.inference.decoding.decode (start / step)")
         embeds = self.embed(input_ids, video_mask, video_feats, video_present)
         if self.prefix is None:
             new = self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)

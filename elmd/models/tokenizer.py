@@ -46,6 +46,23 @@ class ChatGLMTokenizer:
         self.pad_id = self.sp.unk_id()
         if self.eos_id < 0 or self.pad_id < 0:
             raise ElmdError(f"{path}: SentencePiece model lacks eos/unk ids — use ChatGLM2's tokenizer.model")
+        self.added_ids: dict[str, int] = {}
+        """Tokens a head appended after the LLM's vocabulary (e.g. ``[IMG1..r]``): name -> id (:meth:`add_tokens`)."""
+
+    def add_tokens(self, names: list[str], ids: list[int]) -> list[int]:
+        """Register a head's added tokens (ids past the LLM's vocabulary, :meth:`ELMDModel.attach_tokens`);
+        :meth:`decode` drops them (or shows their names), :meth:`token_ids` finds them by name."""
+        if len(names) != len(ids) or any(i < self.vocab_size for i in ids):
+            raise ElmdError(f"added tokens need one id each, past the tokenizer's {self.vocab_size} ids; got {list(ids)[:4]}")
+        self.added_ids.update(zip(names, map(int, ids)))
+        return list(ids)
+
+    def token_ids(self, names: list[str]) -> list[int]:
+        """Ids of added tokens by name (an unknown name is an ElmdError)."""
+        missing = [n for n in names if n not in self.added_ids]
+        if missing:
+            raise ElmdError(f"tokens {missing[:3]} were not added to this tokenizer (a run of the stage that adds them?)")
+        return [self.added_ids[n] for n in names]
 
     @property
     def vocab_size(self) -> int:
@@ -68,7 +85,7 @@ class ChatGLMTokenizer:
         """Text of ``ids``; special, pad and eos ids are dropped (or shown by name)."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
-        names = {v: k for k, v in self.special_ids.items()}
+        names = {v: k for k, v in {**self.special_ids, **self.added_ids}.items()}
         out, run = [], []
         for i in ids:
             if i < self.n_words and not (skip_special and i in (self.pad_id, self.eos_id)):
