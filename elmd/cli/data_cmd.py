@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from elmd.cli.common import config_options, friendly_errors, resolve
-from elmd.data.prepare import FORMATS, format_stats, prepare
+from elmd.data.prepare import FORMATS, format_stats, leak_warnings, prepare
 from elmd.errors import DataError
 
 
@@ -38,6 +38,8 @@ def prepare_cmd(fmt, input_path, out, split_by, seed, keep_negative_other, video
     stats = prepare(fmt, input_path, out, cfg.data, keep_negative_other=keep_negative_other, video_template=video_template,
                     encoding=encoding, config=cfg, overwrite=overwrite)
     click.echo(format_stats(stats))
+    for line in leak_warnings(stats):
+        click.echo(line, err=True)
     click.echo(f"wrote {out}/{{train,valid,test}}.jsonl, stats.json, config.yaml")
 
 

@@ -26,6 +26,7 @@ from elmd.data.config import DataConfig
 from elmd.data.cped import read_cped
 from elmd.data.jsonl import read_dialogues
 from elmd.data.labels import LabelSet, label_set_from_config
+from elmd.data.leaks import count_leaks
 from elmd.data.m3ed import read_m3ed
 from elmd.data.schema import Dialogue, build_samples
 from elmd.data.split import SPLITS, split_dialogues
@@ -120,6 +121,7 @@ def prepare(fmt: str, input_path: str | Path, out: str | Path, cfg: DataConfig, 
         "labels": list(labels.ids),
         "keep_negative_other": keep_negative_other,
         "splits": {name: split_stats(part) for name, part in splits.items()},
+        "leaks": {name: count_leaks(splits["train"], splits[name]).to_dict() for name in SPLITS[1:]},
     }
     rows = {name: _portable(splits[name], Path(input_path).parent, out) for name in SPLITS}
     if not overwrite:
@@ -148,6 +150,18 @@ def _refuse_other_splits(out: Path, rows: dict[str, list[dict]]) -> None:
     if differ:
         raise ElmdError(f"{out}: already holds other splits ({', '.join(differ)} differ from this input and settings) — "
                         "pass --overwrite to replace them, or choose another --out")
+
+
+def leak_warnings(stats: dict) -> list[str]:
+    """One line per held-out split whose replies have copies in train (empty when leak-free)."""
+    lines = []
+    for name, leak in stats.get("leaks", {}).items():
+        if leak["near"]:
+            lines.append(f"warning: {leak['near']} of {leak['replies']} {name} replies have a copy in train "
+                         f"({leak['exact']} verbatim, {leak['near'] - leak['exact']} more at char-F1 >= {leak['threshold']}; e.g. "
+                         f"'{leak['examples'][0]}') — retrieval and memorising models will look better than they are; "
+                         "split by situation with --split-by series if the corpus repeats them")
+    return lines
 
 
 def format_stats(stats: dict) -> str:
