@@ -59,6 +59,28 @@ DEFINITIONS = {
     "Emo-F1": "unweighted mean of per-label F1 over labels in references ∪ predictions (unparsable = wrong)",
 }
 
+HEAD_METRICS = {"sticker": ("elmd.heads.sticker.evaluate:sticker_metrics", "elmd.heads.sticker.evaluate:format_sticker_summary")}
+"""A head's scores: name -> (``module:fn(pred_path) -> dict | None`` (None = the rows carry nothing of that
+head), ``module:fn(scores) -> str`` for the terminal); reported under ``report["heads"][name]``."""
+
+
+def _function(target: str):
+    import importlib
+
+    module, _, fn = target.partition(":")
+    return getattr(importlib.import_module(module), fn)
+
+
+def head_scores(pred_path: str | Path) -> dict:
+    """``{head: scores}`` of the heads whose output the prediction rows carry (see :data:`HEAD_METRICS`)."""
+    out = {}
+    for name, (score, _) in HEAD_METRICS.items():
+        scores = _function(score)(pred_path)
+        if scores is not None:
+            out[name] = scores
+    return out
+
+
 def meta_file(pred_path: str | Path) -> Path:
     """``<stem>.meta.json`` beside a prediction file (what `elmd generate` writes)."""
     pred_path = Path(pred_path)
@@ -151,6 +173,9 @@ def evaluate_file(pred_path: str | Path, out: str | Path, name: str | None = Non
     preds = read_checked(pred_path, label_ids, source)
     report = {"name": name} if name else {}
     report.update(score_predictions(preds, progress=progress))
+    heads = head_scores(pred_path)
+    if heads:
+        report["heads"] = heads
     report["labels"] = {"ids": list(label_ids), "from": source}
     report["warnings"] = warnings
     report["scale"] = "scores x 100; per-sample means except Dist-n and the corpus BLEU extras"
@@ -172,5 +197,6 @@ def format_summary(report: dict) -> str:
     """A few lines for the terminal: the Table-2 metrics and the counts."""
     m, c = report["metrics"], report["counts"]
     vals = "  ".join(f"{k} {'-' if m[k] is None else format(m[k], '.2f')}" for k in METRICS)
+    heads = "".join("\n" + _function(HEAD_METRICS[n][1])(v) for n, v in report.get("heads", {}).items() if n in HEAD_METRICS)
     return (f"{vals}\nsamples {c['samples']}  empty responses {c['empty_hypotheses']}  "
-            f"empty references {c['empty_references']}  unparsable emotions {c['unparsable_emotions']}")
+            f"empty references {c['empty_references']}  unparsable emotions {c['unparsable_emotions']}") + heads
