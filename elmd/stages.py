@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 from elmd.errors import ConfigError
 
-TARGETS = ("emotion", "emotion_response")
-"""What the prompt's answer part holds in training: the emotion word only, or emotion word +
-newline + response + eos."""
+TARGETS = ("emotion", "emotion_response", "meta")
+"""What the prompt's answer part holds in training: the emotion word only, emotion word +
+newline + response + eos, or the meta-response block (:mod:`elmd.data.meta_response`; a stage
+that generates a response gets it with ``train.target=meta``, see :func:`run_target`)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class StageSpec:
 
     @property
     def generates_response(self) -> bool:
-        return self.target == "emotion_response"
+        return self.target in ("emotion_response", "meta")
 
 
 _STAGES: dict[str, StageSpec] = {}
@@ -79,6 +80,14 @@ def register_stage(spec: StageSpec) -> StageSpec:
 register_stage(StageSpec("rep", "emotion", ("projector",), "elmd.training.rep:train_rep"))
 register_stage(StageSpec("eerg", "emotion_response", ("projector", "prefix"), "elmd.training.eerg:train_eerg",
                          starts_from="rep", lr_key="eerg_lr", epochs_key="eerg_epochs"))
+
+
+def run_target(stage: str, train_target: str = "reply") -> str:
+    """The prompt target of ``stage`` in a run with ``train.target``: 'meta' replaces the target of
+    a stage that generates a response (eerg's emotion + reply) by the meta-response block; a stage
+    that does not (rep: the emotion word) keeps its own."""
+    spec = get_stage(stage)
+    return "meta" if train_target == "meta" and spec.generates_response else spec.target
 
 
 def stage_names() -> tuple[str, ...]:

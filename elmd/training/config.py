@@ -60,6 +60,10 @@ class TrainConfig:
     """Stage eerg: the rep output folder to initialise from; empty = OUT/rep."""
     seed: int = 42
     """Seed of init, shuffling and dropout."""
+    target: str = "reply"
+    """What a stage that generates a reply (eerg) learns to write: 'reply' (the emotion word, newline,
+    the reply) or 'meta' (the meta-response block: 情绪/场景/行为/性别/年龄/语气/回复 lines,
+    :mod:`elmd.data.meta_response`; its profile feeds the avatar head). Stage rep keeps its emotion word."""
 
     def validate(self, prefix: str = "train") -> None:
         """One-line :class:`~elmd.errors.ConfigError` naming the first bad key, its value and range."""
@@ -74,4 +78,5 @@ class TrainConfig:
         for key in ("weight_decay", "warmup_steps", "max_grad_norm", "save_every", "max_valid", "seed"):
             check_range(prefix, self, key, 0)
         check_choice(prefix, self, "scheduler", ("linear", "constant"))
+        check_choice(prefix, self, "target", ("reply", "meta"))
         check_device(prefix, self)

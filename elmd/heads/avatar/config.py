@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from elmd.data.meta_response import AGES, GENDERS  # noqa: F401  (one definition: the meta-response's)
+
 SPEECH_BACKENDS = ("espeak", "chattts", "cosyvoice")
 FACE_BACKENDS = ("cartoon", "sadtalker", "dreamtalk")
-GENDERS = ("female", "male")
-AGES = ("young", "middle-aged", "elderly")
 
 
 @dataclass
