@@ -110,8 +110,14 @@ def load_tokenizer(cfg: ELMDConfig) -> ChatGLMTokenizer:
     if not train.exists():
         raise ElmdError(f"{train}: data.train not found — run `elmd data prepare` first or set data.train")
     texts = _dialogue_texts(train)
+    meta = cfg.train.target == "meta"  # the meta-response block's words get pieces (its own cached tokenizer)
+    if meta:
+        from elmd.data.meta_response import meta_strings
+        from elmd.models.prompt import INSTRUCTIONS
+
+        texts += meta_strings() + [INSTRUCTIONS["meta"]]
     size = tiny_vocab_size(texts, cfg.llm.tiny_vocab_size)
-    key = file_sha256(train)[:12] + ("" if size == TINY_VOCAB else f"-v{size}")
+    key = file_sha256(train)[:12] + ("" if size == TINY_VOCAB else f"-v{size}") + ("-meta" if meta else "")
     return tiny_tokenizer(texts, train.parent / TINY_TOKENIZER.format(hash=key), size)
 
 

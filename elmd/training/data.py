@@ -76,8 +76,11 @@ class Split:
 
 def encode_split(cfg: ELMDConfig, name: str, samples: list[Sample], demos: list[str], tokenizer, labels: LabelSet,
                  stage: str) -> Split:
-    n_video = video_tokens(cfg)
-    encoded = [encode_sample(s, d, tokenizer, labels, stage, n_video, cfg.prompt) for s, d in zip(samples, demos)]
+    from elmd.stages import run_target
+
+    n_video, target = video_tokens(cfg), run_target(stage, cfg.train.target)  # train.target=meta: the meta block
+    encoded = [encode_sample(s, d, tokenizer, labels, stage, n_video, cfg.prompt, target=target)
+               for s, d in zip(samples, demos)]
     videos = [s.video if any(e["video_mask"]) else None for s, e in zip(samples, encoded)]
     return Split(name, samples, encoded, videos, demos)
 
