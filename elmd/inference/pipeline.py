@@ -82,6 +82,13 @@ class Pipeline:
 
         return video_tokens(self.cfg)
 
+    @property
+    def target(self) -> str:
+        """The prompt target the run was trained on (``train.target=meta``: the meta-response block)."""
+        from elmd.stages import run_target
+
+        return run_target(self.spec.name, getattr(self.cfg.train, "target", "reply"))
+
     def settings(self, request: Request | None = None) -> DecodeSettings:
         """Decoding settings of ``request``: the config's ``generate.*`` with the request's overrides."""
         g = self.cfg.generate
@@ -113,7 +120,7 @@ class Pipeline:
         from elmd.models.prompt import encode_prompt
 
         return encode_prompt(sample_of(request), demonstration, self.tokenizer, self.labels, self.spec.name,
-                             self.n_video, self.cfg.prompt)
+                             self.n_video, self.cfg.prompt, target=self.target)
 
     def batch(self, encoded: list[dict], requests: Sequence[Request]) -> dict:
         """Left-padded tensors (with video features where a prompt has video positions) on the device."""
@@ -194,11 +201,14 @@ class Pipeline:
             text = self.tokenizer.decode(ids)
             emotion, response = parse_output(text, self.labels) if self.spec.generates_response else \
                 (self.labels.from_word(text.strip()), "")
+            extras = {}
+            if self.target == "meta":  # strict parse into extras["meta"]; a failure leaves response "" (counted)
+                extras["meta"], emotion, response = _parse_meta_block(text, self.labels, emotion)
             if picks is not None:
                 emotion = self.labels.ids[picks[b]]  # the decided label (its word opens the text)
             hidden = out.hidden[b, :n].cpu() if out.hidden is not None else None
             replies.append(Reply(emotion, self.labels.word(emotion) if emotion else "", response, demos[b], text, n,
-                                 row[:n], hidden, prompt_tokens=len(encoded[b]["input_ids"])))
+                                 row[:n], hidden, extras=extras, prompt_tokens=len(encoded[b]["input_ids"])))
         return replies
 
     def decode_batch(self, batch: dict, settings: DecodeSettings, gens, **kw):
@@ -275,6 +285,17 @@ class Pipeline:
         other = replace(self, heads=[])
         other.heads = [build_head(n, other, self.cfg) for n in names]
         return other
+
+
+def _parse_meta_block(text: str, labels, emotion):
+    """(extras["meta"], emotion, response) of a meta-trained run's output (the prompt gave ``情绪：``):
+    :func:`elmd.data.meta_response.meta_extras`; the response is the 回复 field ('' when the parse failed)."""
+    from elmd.data.meta_response import OPEN, meta_extras
+
+    meta = meta_extras(OPEN + text, {i: labels.word(i) for i in labels.ids})
+    if not meta["ok"]:
+        return meta, emotion, ""
+    return meta, meta["emotion"], meta.pop("reply")
 
 
 def _first_token_decision(label_ids, newline, settings, gens, picks: list, device):

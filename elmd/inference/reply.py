@@ -65,6 +65,8 @@ class Reply:
     hidden: torch.Tensor | None = None
     """Last-layer hidden states of the generated tokens [N, D] (only when asked for)."""
     extras: dict[str, Any] = field(default_factory=dict)
-    """What heads add: ``extras["sticker"]``, ``extras["avatar"]``, ... (JSON-serialisable values)."""
+    """What heads add: ``extras["sticker"]``, ``extras["avatar"]``, ... (JSON-serialisable values);
+    a run trained with ``train.target=meta`` sets ``extras["meta"]`` (its parsed meta-response, or
+    ``{"ok": false, "error"}``: :func:`elmd.data.meta_response.meta_extras`)."""
     prompt_tokens: int = 0
     """Tokens of the prompt the reply was generated from (video positions included)."""
