@@ -36,3 +36,7 @@ def cli(checkpoint, data, out, baseline, greedy, heads, overrides, overwrite, no
     speed = f"  {meta['tokens_per_s']:.1f} tokens/s" if meta["tokens_per_s"] else ""
     click.echo(f"{baseline}: {meta['generated']} generated, {meta['skipped_existing']} already there, "
                f"{meta['rows']} rows ({meta['unparsable_emotions']} without a parsable emotion){speed} -> {out}")
+    if "meta_parse" in meta:  # a train.target=meta run: its blocks' strict parse
+        mp = meta["meta_parse"]
+        click.echo(f"meta-response: {mp['parsed']} parsed, {mp['failed']} failed"
+                   + (f" (first: {mp['errors'][0]})" if mp["errors"] else ""))

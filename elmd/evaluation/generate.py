@@ -127,7 +127,18 @@ def file_counts(out: Path) -> dict:
 
     return {"rows": len(rows), "unparsable_emotions": sum(1 for r in rows if r.get("emotion_pred") is None),
             "empty_responses": sum(1 for r in rows if not r.get("response")),
-            "emotion_distribution": dict(Counter(r.get("emotion_pred") or "none" for r in rows).most_common())}
+            "emotion_distribution": dict(Counter(r.get("emotion_pred") or "none" for r in rows).most_common()),
+            **meta_counts(rows)}
+
+
+def meta_counts(rows: list[dict]) -> dict:
+    """``{"meta_parse": {"parsed", "failed", "errors"}}`` of rows of a ``train.target=meta`` run
+    (their ``meta`` field; failures are counted, never skipped); {} when no row has one."""
+    metas = [r["meta"] for r in rows if isinstance(r.get("meta"), dict)]
+    if not metas:
+        return {}
+    failed = [m.get("error", "") for m in metas if not m.get("ok")]
+    return {"meta_parse": {"parsed": len(metas) - len(failed), "failed": len(failed), "errors": failed[:20]}}
 
 
 def media_dir(out: str | Path) -> Path:
