@@ -23,8 +23,21 @@ source scripts/steps.sh  # step banners; `q CMD` = CMD with stderr in $RUN/logs,
 step "1. face videos of the bundled sample (cached in data/sample/videos/)"
 elmd data make-videos --data data/sample/dialogues.jsonl
 
-step "2. canonical splits -> $RUN/data"
-q elmd data prepare --format jsonl --input data/sample/dialogues.jsonl --out "$RUN/data" "${Q[@]}"
+step "2. canonical splits -> $RUN/data, split by situation (the sample tells each situation seven ways:
+   8 situations train, 2 valid, 2 test, so no test reply is in train; stats.json counts copies)"
+q elmd data prepare --format jsonl --input data/sample/dialogues.jsonl --out "$RUN/data" "${Q[@]}" \
+  --split-by series --set 'data.split_ratios=[0.66,0.17,0.17]' --overwrite
+
+CPED=../shared/data/cped/valid_split.csv
+LM_DATA=(--data "$RUN/data/train.jsonl")
+if [ -f "$CPED" ]; then  # real Chinese dialogue text for the tiny LM, when ../shared is there
+  q elmd data prepare --format cped --input "$CPED" --out "$RUN/cped_data" "${Q[@]}" --overwrite >/dev/null
+  LM_DATA+=(--data "$RUN/cped_data/train.jsonl")
+fi
+step "2b. the tiny GLM pre-trained as a causal LM on the train splits' dialogue text (the sample's, and
+   CPED's when ../shared/data/cped is there; cached by its inputs, a rerun reuses it) -> $RUN/lm"
+q elmd lm pretrain "${LM_DATA[@]}" --out "$RUN/lm" "${Q[@]}"
+T+=(--set llm.path="$RUN/lm" --set llm.tokenizer="$RUN/lm/tokenizer.model")
 
 step "3. emotional retriever (ERT + SSC + emotion head; search scoring tuned on valid) -> $RUN/retriever,
    demonstration index (emotion-aware scoring stored in its meta.json) -> $RUN/index"

@@ -7,9 +7,10 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 LOGS="$RUN/logs"
 rm -rf "$LOGS" && mkdir -p "$LOGS"
 q() {
-  local log rc=0
+  local log rc=0 t0=$SECONDS
   log="$(mktemp "$LOGS/${1##*/}-${2//[^A-Za-z0-9_-]/_}-XXXXXX.log")"
   "$@" 2>"$log" || rc=$?
+  printf '%s\t%s\n' "$((SECONDS - t0))" "$*" >>"$LOGS/times.tsv"  # seconds per step, to see where time goes
   if [ "$rc" -ne 0 ]; then
     printf '\033[31mstep failed (exit %s): %s\033[0m\n' "$rc" "$*" >&2
     tail -n 40 "$log" | tr '\r' '\n' | tail -n 40 >&2

@@ -94,7 +94,7 @@ def test_make_report_writes_both_tables_and_charts(runs, tmp_path):
     assert "## Table 2" in t2
     assert [r.split(" |")[0] for r in rows_of(t2)][:2] == ["| chatglm2", "| ELMD"]
     assert [r.split(" |")[0] for r in rows_of(t3)][:2] == ["| ELMD", "| no_ssc"]
-    assert "| no_ssc | 10 | 1 | 2 | abababababab |" in t3
+    assert "| no_ssc | 1 | 10 | 1 | 2 | abababababab |" in t3
     for png in ("table2.png", "table3.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         h, w = imread(out / png).shape[:2]
@@ -102,6 +102,23 @@ def test_make_report_writes_both_tables_and_charts(runs, tmp_path):
     make_report([runs[0]], [], tmp_path / "only2")
     assert not (tmp_path / "only2" / "table3.png").exists()
     assert "Table 3" not in (tmp_path / "only2" / "table.md").read_text(encoding="utf-8")
+
+
+def test_seeds_of_one_name_are_one_row_with_mean_sd_and_noise(tmp_path):
+    values = {"ELMD": [[10, 0, 0, 0, 20, 0, 0, 50, 40], [12, 0, 0, 0, 22, 0, 0, 54, 44], [14, 0, 0, 0, 24, 0, 0, 52, 42]],
+              "text-only": [[11, 0, 0, 0, 21, 0, 0, 20, 10], [13, 0, 0, 0, 23, 0, 0, 24, 14], [12, 0, 0, 0, 22, 0, 0, 22, 12]]}
+    dirs = [make_run(tmp_path / f"s{k}" / name, vals, name=name)
+            for name, seeds in values.items() for k, vals in enumerate(seeds)]
+    text = make_report(dirs, [], tmp_path / "o")
+    metric_rows = rows_of(text)[:2]
+    # ELMD BLEU-2: 10, 12, 14 -> mean 12, sd 2; Emo-Acc 50, 54, 52 -> 52 ± 2
+    assert metric_rows[0].startswith("| ELMD | **12.00 ± 2.00** | **0.00 ± 0.00** |")  # equal means: both bold
+    assert "| **52.00 ± 2.00** |" in metric_rows[0] and "| 22.00 ± 2.00 |" in metric_rows[1]
+    assert metric_rows[1].startswith("| text-only | **12.00 ± 1.00** |")
+    assert "| ELMD | 3 | 10 | 3 | 6 |" in text  # n = 3 seeds, counts summed over them
+    # Emo-Acc: -30 vs s.e. sqrt(4/3 + 4/3) = 1.63 -> beyond noise; BLEU-2: 0 vs s.e. 1.0 -> within
+    noise = text.split("beyond noise")[1]
+    assert "- text-only: Emo-Acc -30.00, Emo-F1 -30.00 (within noise: BLEU-2" in noise
 
 
 def test_different_sample_counts_are_flagged(tmp_path):

@@ -23,6 +23,10 @@ class TrainConfig:
     """AdamW learning rate of stage eerg (paper / ChatGLM2's p-tuning v2 recipe: 2e-2)."""
     eerg_epochs: int = 3
     """Epochs of stage eerg."""
+    eerg_emotion_weight: float = 1.0
+    """Stage eerg's loss = the target tokens' loss + this x the emotion word's own loss (one term per
+    sample, :mod:`elmd.training.emotion_loss`); 0 = the paper's plain loss. Without it eerg forgets
+    the emotion rep learnt (BENCHMARKS.md, "eerg keeps rep's emotion")."""
     grad_accum: int = 1
     """Gradient accumulation steps: each optimizer step sums batch_size / (grad_accum x ranks)
     samples per micro-batch; the loss is normalised by the target tokens of the whole global batch."""
@@ -75,7 +79,7 @@ class TrainConfig:
             check_range(prefix, self, key, 1)
         for key in ("lr", "eerg_lr"):
             check_range(prefix, self, key, 0, lo_open=True)
-        for key in ("weight_decay", "warmup_steps", "max_grad_norm", "save_every", "max_valid", "seed"):
+        for key in ("weight_decay", "eerg_emotion_weight", "warmup_steps", "max_grad_norm", "save_every", "max_valid", "seed"):
             check_range(prefix, self, key, 0)
         check_choice(prefix, self, "scheduler", ("linear", "constant"))
         check_choice(prefix, self, "target", ("reply", "meta"))

@@ -4,7 +4,9 @@ A p-tuning v2 prefix (:mod:`elmd.models.prefix`; ``prefix.pre_seq_len``, 128 as 
 recipe, optional ``prefix.projection``) is attached to the frozen LLM, and the video Linear
 is initialised from the ``rep`` output (``train.rep_dir``, default OUT/rep;
 ``train.init_from_rep=false`` = a fresh Linear, the 'w/o REP' ablation). Both train on the target
-"emotion word + newline + response + eos". Defaults (paper): batch 16, AdamW, lr 2e-2.
+"emotion word + newline + response + eos". Defaults (paper): batch 16, AdamW, lr 2e-2. The loss
+adds the emotion word's own term (``train.eerg_emotion_weight``, :mod:`elmd.training.emotion_loss`;
+0 = the paper's plain loss), so that eerg keeps what rep learnt.
 
     setup(cfg)  ->  fit(session)  ->  validate(session)        (or train_eerg(cfg) for all three)
 
@@ -70,9 +72,18 @@ def setup(cfg: ELMDConfig, out: str | Path | None = None, encoder=None, show_pro
     return s
 
 
+def loss_of(s: Session):
+    """The loop's loss_fn: target tokens + ``train.eerg_emotion_weight`` x the emotion word's loss."""
+    from elmd.models.prompt import label_word_ids
+    from elmd.training.emotion_loss import EmotionWeightedLoss
+
+    return EmotionWeightedLoss(label_word_ids(s.tokenizer, s.labels), s.cfg.train.eerg_emotion_weight)
+
+
 def fit(s: Session, resume: bool = False, show_progress: bool = True) -> dict:
     """Train prefix + Linear for ``train.eerg_epochs`` at ``train.eerg_lr``; writes the output folder."""
-    return run(s, s.cfg.train.eerg_lr, s.cfg.train.eerg_epochs, resume, show_progress, {"init": s.init})
+    return run(s, s.cfg.train.eerg_lr, s.cfg.train.eerg_epochs, resume, show_progress, {"init": s.init},
+               loss_fn=loss_of(s))
 
 
 def validate(s: Session) -> dict:

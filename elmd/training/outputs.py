@@ -81,6 +81,8 @@ def result_settings(cfg: ELMDConfig, stage: str) -> dict:
     spec, tc = get_stage(stage), cfg.train
     out = {f"train.{k}": getattr(tc, k) for k in TRAIN_KEYS + (spec.lr_key, spec.epochs_key)}
     out["stage"] = stage
+    if spec.generates_response:
+        out |= {"train.eerg_emotion_weight": tc.eerg_emotion_weight, "train.target": tc.target}
     if spec.uses_prefix:
         out |= {f"prefix.{k}": v for k, v in asdict(cfg.prefix).items()}
     out |= {"llm.preset": cfg.llm.preset, "llm.path": cfg.llm.path, "llm.dtype": cfg.llm.dtype,
