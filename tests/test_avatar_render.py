@@ -82,6 +82,8 @@ def test_a_failing_backend_leaves_nothing_half_written(tmp_path):
     (["--text", "你好", "--emotion", "sad", "--set", "avatar.face_bank=MISSING"], "reference-face bank index not found"),
     (["--text", "你好", "--emotion", "sad", "--set", "avatar.speech=cosyvoice", "--set", "avatar.speech_path=EMPTY"],
      "no checkpoint files"),
+    (["--text", "你好", "--emotion", "sad", "--set", "avatar.face=sadtalker", "--set", "avatar.face_repo=EMPTY"],
+     "no inference.py here"),
     (["--text", "你好", "--emotion", "sad", "--set", "avatar.size=100"], "multiple of 16"),
     (["--text", "你好", "--emotion", "sad", "--set", "avatar.speech=festival"], "avatar.speech='festival' — choose one of"),
     (["--text", "你好", "--emotion", "sad", "--set", "avatar.mouth_gain=9"], "must be a number in [0.0, 3.0]"),
