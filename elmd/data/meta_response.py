@@ -8,7 +8,7 @@ tone, parsed by regular expressions that skip every failure silently. Ours is a 
 
     情绪：高兴
     场景：学校
-    行为：陈述
+    行为：说明
     性别：女
     年龄：青年
     语气：轻快
@@ -56,9 +56,9 @@ VOICE_STYLE = {"happy": "轻快", "surprise": "惊奇", "sad": "低沉", "disgus
                "fear": "紧张", "neutral": "平稳"}
 """Voice style (语气) of each emotion: what the speech backends render (see the avatar's speech.py)."""
 ACTS_ZH = {
-    "statement-non-opinion": "陈述", "statement-opinion": "观点", "question": "提问", "answer": "回答",
-    "command": "命令", "acknowledge": "确认", "other": "其他", "conventional-closing": "结束语", "irony": "反讽",
-    "disagreement": "反对", "interjection": "感叹", "comfort": "安慰", "reject": "拒绝", "thanking": "感谢",
+    "statement-non-opinion": "说明", "statement-opinion": "观点", "question": "提问", "answer": "回答",
+    "command": "命令", "acknowledge": "确认", "other": "其他", "conventional-closing": "结束语", "irony": "反话",
+    "disagreement": "反对", "interjection": "惊呼", "comfort": "安慰", "reject": "拒绝", "thanking": "感谢",
     "quotation": "引用", "apology": "道歉", "greeting": "问候", "agreement": "同意", "appreciation": "欣赏",
 }
 """CPED's dialogue acts (DA column) in Chinese; another value is written as it is."""
@@ -205,7 +205,8 @@ def _parse(text: str, label_words: dict[str, str], default: Profile) -> tuple[Me
 
 def meta_extras(text: str, label_words: dict[str, str], stats: MetaStats | None = None) -> dict:
     """``Reply.extras["meta"]`` of a generated block: ``{"ok": True, "emotion", "scene", "act",
-    "profile": {"gender", "age"}, "style", "reply"}`` or ``{"ok": False, "error": "..."}``."""
+    "profile": {"gender", "age"}, "style"}`` (the 回复 field is the reply's ``response``) or
+    ``{"ok": False, "error": "..."}``."""
     try:
         m = parse_meta(text, label_words, stats=stats)
     except MetaParseError as e:

@@ -51,7 +51,7 @@ from elmd.stages import get_stage
 IGNORE = -100
 _TASK = "请根据背景、对话历史、当前话语及其视频（如有），判断你回复时应当表达的情感，从“{choices}”中选择一个。"
 INSTRUCTIONS = {"emotion": _TASK, "emotion_response": _TASK + "再给出带有该情感的回复。",
-                "meta": _TASK + "再逐行给出情绪、场景、行为、性别、年龄、语气和带有该情感的回复。"}
+                "meta": _TASK + "再分行给出情绪、场景、行为、性别、年龄、语气和带有该情感的回复。"}
 """The instruction I of each prompt target (:data:`elmd.stages.TARGETS`)."""
 HEAD, TAIL = ROUND_TEMPLATE.split("{q}")
 
