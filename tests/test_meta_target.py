@@ -130,7 +130,12 @@ def test_the_parsed_block_reaches_extras_and_the_avatar_voice(meta_run, tmp_path
     avatar = reply.extras["avatar"]
     assert (avatar["gender"], avatar["age"], avatar["profile_source"]) == ("male", "elderly", "meta")
     said = json.loads((tmp_path / avatar["video"]).parent.joinpath("meta.json").read_text(encoding="utf-8"))
-    assert said["speech"]["voice"] == "cmn+grandpa"
+    assert said["speech"]["voice"] == "cmn+grandpa" and (said["style"], said["speech"]["rate"]) == ("轻快", round(190 * 0.85))
+
+    monkeypatch.setattr(pipe, "decode_batch", _forced(pipe, HAPPY.replace("语气：轻快", "语气：低沉")))
+    calm = pipe.respond("你猜怎么着？", responder="乙")  # the parsed 语气 sets the prosody, the face stays happy
+    said = json.loads((tmp_path / calm.extras["avatar"]["video"]).parent.joinpath("meta.json").read_text(encoding="utf-8"))
+    assert (calm.extras["avatar"]["emotion"], said["style"], said["speech"]["rate"]) == ("happy", "低沉", round(130 * 0.85))
 
     monkeypatch.setattr(pipe, "decode_batch", _forced(pipe, "高兴\n性别：未知\n回复：好"))
     bad = pipe.respond("你猜怎么着？", responder="乙")

@@ -8,7 +8,7 @@ returns an :class:`AvatarHead`; ``apply(replies, requests, media_dir)`` renders 
 when the reply cannot be spoken (empty, or no Chinese character) — one bad reply never stops a batch.
 
 Profile rule (who speaks): (1) ``reply.extras["meta"]["profile"]`` when a meta-trained model's
-output was parsed (:mod:`.meta`); else (2) the ``profile`` of the responder's latest turn in the
+output was parsed (:mod:`.meta`; its 语气 then sets the speech's prosody); else (2) the ``profile`` of the responder's latest turn in the
 request's history, when the data carries one (CPED's Gender / Age columns); else (3) the config's
 ``avatar.gender`` / ``avatar.age``. The face's identity key is ``<dialogue id or 'chat'>/<responder>``,
 so one responder keeps one face through a dialogue. A reply whose emotion is None or outside the
@@ -31,7 +31,7 @@ NAME = "avatar"
 
 def profile_for(reply, request, cfg: AvatarConfig) -> tuple[Profile, str]:
     """The responder's profile and which rule gave it ('meta', 'data' or 'config')."""
-    meta = (reply.extras.get("meta") or {}).get("profile") if isinstance(reply.extras.get("meta"), dict) else None
+    meta = (reply.extras.get("meta") or {}).get("profile") if isinstance(reply.extras.get("meta"), dict) else None  # ok only
     if isinstance(meta, dict):
         return Profile(meta.get("gender", cfg.gender), meta.get("age", cfg.age)), "meta"
     for turn in reversed(list(getattr(request, "history", ()) or ())):
@@ -62,8 +62,9 @@ class AvatarHead:
             key = f"{request.dialogue_id or 'chat'}/{request.responder}"
             try:
                 profile, source = profile_for(reply, request, self.cfg)
+                meta = reply.extras.get("meta") if isinstance(reply.extras.get("meta"), dict) else {}
                 result = render_avatar(reply.response, emotion, folder, self.cfg, profile, key, overwrite=True,
-                                       speech=self.speech, face=self.face)
+                                       speech=self.speech, face=self.face, style=meta.get("style", ""))
             except ElmdError as e:
                 self.failed += 1
                 reply.extras[NAME] = {"error": str(e)}

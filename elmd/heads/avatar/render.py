@@ -73,9 +73,11 @@ def build_face(cfg: AvatarConfig) -> FaceBackend:
 
 def render_avatar(text: str, emotion: str, out: str | Path, cfg: AvatarConfig | None = None,
                   profile: Profile | None = None, identity_key: str = "", overwrite: bool = False,
-                  speech: SpeechBackend | None = None, face: FaceBackend | None = None) -> AvatarResult:
+                  speech: SpeechBackend | None = None, face: FaceBackend | None = None, style: str = "") -> AvatarResult:
     """Render one reply into the folder ``out`` (module docstring); backends are built from
-    ``cfg`` unless given (the head builds them once)."""
+    ``cfg`` unless given (the head builds them once). ``style``: a voice style (语气, a value of
+    :data:`VOICE_STYLE`, e.g. a parsed meta-response's): the speech takes the prosody of the emotion
+    it belongs to, the face keeps ``emotion``; '' or an unknown style = ``emotion``'s own."""
     cfg = cfg or AvatarConfig()
     out = Path(out)
     text = check_reply_text(text)
@@ -86,12 +88,13 @@ def render_avatar(text: str, emotion: str, out: str | Path, cfg: AvatarConfig | 
     if out.exists() and not out.is_dir():
         raise ElmdError(f"{out}: is a file — choose a folder for --out")
     profile = profile or Profile(cfg.gender, cfg.age)
+    voiced = next((e for e, s in VOICE_STYLE.items() if s == style), emotion)
     key = identity_key or f"{profile.gender}/{profile.age}"
     portrait = FaceBank(cfg.face_bank).pick(profile) if cfg.face_bank else None
     speech = speech or build_speech(cfg)
     face = face or build_face(cfg)
     with atomic_dir(out) as tmp:
-        said = speech.synthesize(text, emotion, profile, tmp / "speech.wav")
+        said = speech.synthesize(text, voiced, profile, tmp / "speech.wav")
         reference = tmp / "reference.png"
         if portrait is not None:
             shutil.copyfile(portrait, reference)
@@ -99,7 +102,7 @@ def render_avatar(text: str, emotion: str, out: str | Path, cfg: AvatarConfig | 
             Image.fromarray(CartoonFace(cfg.fps, cfg.size).still(Reference(key), profile)).save(reference)
         shown = face.render(said.wav, emotion, profile, Reference(key, reference), tmp / "avatar.mp4")
         atomic_write_json(tmp / "meta.json", {
-            "text": text, "emotion": emotion, "style": VOICE_STYLE[emotion], "profile": asdict(profile),
+            "text": text, "emotion": emotion, "style": VOICE_STYLE[voiced], "profile": asdict(profile),
             "identity_key": key, "duration": round(said.duration, 4), "sample_rate": said.sample_rate,
             "speech": {"backend": said.backend, **said.settings}, "face": {"backend": shown.backend, **shown.settings},
             "fps": shown.fps, "frames": shown.frames, "words": [[w, round(t, 3)] for w, t in said.words],
