@@ -101,7 +101,12 @@ def test_a_meta_run_parses_every_output_or_counts_it(meta_run, tmp_path):
             assert r["meta"]["error"] and r["response"] == ""
     mp = meta["meta_parse"]
     assert mp["parsed"] == sum(r["meta"]["ok"] for r in rows) and mp["parsed"] + mp["failed"] == 4
-    assert len(mp["errors"]) == mp["failed"]
+    assert len(mp["errors"]) == mp["failed"] and mp["parse_rate"] == mp["parsed"] / 4
+    from elmd.evaluation.evaluate import evaluate_file, format_summary
+
+    report = evaluate_file(out, tmp_path / "eval", progress=False)
+    assert {k: report["heads"]["meta"][k] for k in ("parsed", "failed")} == {"parsed": mp["parsed"], "failed": mp["failed"]}
+    assert f"meta-response: {mp['parsed']} parsed, {mp['failed']} failed" in format_summary(report)
 
 
 def _forced(pipe, text: str):

@@ -59,7 +59,8 @@ DEFINITIONS = {
     "Emo-F1": "unweighted mean of per-label F1 over labels in references ∪ predictions (unparsable = wrong)",
 }
 
-HEAD_METRICS = {"sticker": ("elmd.heads.sticker.evaluate:sticker_metrics", "elmd.heads.sticker.evaluate:format_sticker_summary")}
+HEAD_METRICS = {"sticker": ("elmd.heads.sticker.evaluate:sticker_metrics", "elmd.heads.sticker.evaluate:format_sticker_summary"),
+                "meta": ("elmd.evaluation.generate:meta_scores", "elmd.evaluation.generate:format_meta_summary")}
 """A head's scores: name -> (``module:fn(pred_path) -> dict | None`` (None = the rows carry nothing of that
 head), ``module:fn(scores) -> str`` for the terminal); reported under ``report["heads"][name]``."""
 

@@ -138,7 +138,19 @@ def meta_counts(rows: list[dict]) -> dict:
     if not metas:
         return {}
     failed = [m.get("error", "") for m in metas if not m.get("ok")]
-    return {"meta_parse": {"parsed": len(metas) - len(failed), "failed": len(failed), "errors": failed[:20]}}
+    return {"meta_parse": {"parsed": len(metas) - len(failed), "failed": len(failed),
+                           "parse_rate": (len(metas) - len(failed)) / len(metas), "errors": failed[:20]}}
+
+
+def meta_scores(pred_path: str | Path) -> dict | None:
+    """`elmd evaluate`'s view of :func:`meta_counts` (None when the rows carry no ``meta``)."""
+    rows = [json.loads(line) for line in Path(pred_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return meta_counts(rows).get("meta_parse")
+
+
+def format_meta_summary(scores: dict) -> str:
+    return (f"meta-response: {scores['parsed']} parsed, {scores['failed']} failed "
+            f"(parse rate {100 * scores['parse_rate']:.1f}%)")
 
 
 def media_dir(out: str | Path) -> Path:
