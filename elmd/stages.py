@@ -14,6 +14,9 @@ stage       target                            trains                       start
 ``eerg``    emotion word + newline + reply    p-tuning v2 prefix + Linear  ``rep``
 ==========  ================================  ===========================  ==========
 
+With ``train.target=meta`` a stage that generates a reply (eerg) learns the meta-response block
+instead (:func:`run_target`; :mod:`elmd.data.meta_response`).
+
 A head adds its own stage (e.g. ``sticker``) with :func:`register_stage` in its ``stage`` module,
 listed in :data:`PLUGINS` so that :func:`get_stage` imports it on first use. This module imports
 nothing of the project, so any layer may read it.
