@@ -94,6 +94,7 @@ def lengths_from_data(cfg, stage: str, path: str | Path, tokenizer=None, note: s
     from elmd.data.jsonl import read_samples
     from elmd.errors import DataError
     from elmd.models.prompt import IGNORE, encode_sample
+    from elmd.stages import run_target
     from elmd.training.data import labels_of, video_tokens
     from retrieval.demonstration import DEMO_INSTRUCTION
 
@@ -108,7 +109,8 @@ def lengths_from_data(cfg, stage: str, path: str | Path, tokenizer=None, note: s
     for k, s in enumerate(samples):
         other = samples[(k + 1) % len(samples)]
         demo = f"{DEMO_INSTRUCTION}（情绪：{labels.word(other.target_emotion)}）：{other.response.text}"
-        enc = encode_sample(s, demo if cfg.prompt.use_demonstration else "", tokenizer, labels, stage, n_video, cfg.prompt)
+        enc = encode_sample(s, demo if cfg.prompt.use_demonstration else "", tokenizer, labels, stage, n_video, cfg.prompt,
+                            target=run_target(stage, cfg.train.target))
         n_prompt = sum(1 for t in enc["labels"] if t == IGNORE)
         prompt.append(n_prompt)
         target.append(len(enc["input_ids"]) - n_prompt)
