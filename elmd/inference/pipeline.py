@@ -104,7 +104,8 @@ class Pipeline:
         if self.index is None or not requests:
             return [None] * len(requests)
         hits = self.index.search([r.utterance for r in requests], 1, [r.dialogue_id or None for r in requests],
-                                 batch_size=self.cfg.retrieval.encode_batch_size)
+                                 batch_size=self.cfg.retrieval.encode_batch_size,
+                                 histories=[(r.history, r.speaker) for r in requests])  # dialogue context of P(e | q)
         return [h[0] if h else None for h in hits]
 
     def demonstrations(self, requests: Sequence[Request]) -> list[str]:
