@@ -29,7 +29,9 @@ def format_demonstration(hit: Hit | None, labels: LabelSet) -> str:
 
 def demonstrations_for(index: DemonstrationIndex, samples, labels: LabelSet, batch_size: int = 256,
                        progress: bool = False) -> list[str]:
-    """Part R for every sample in one batched search (same-dialogue entries excluded)."""
+    """Part R for every sample in one batched search (same-dialogue entries excluded; the samples'
+    earlier turns are the queries' dialogue context, as at inference)."""
     hits = index.search([s.utterance.text for s in samples], 1, [s.dialogue_id for s in samples],
-                        batch_size=batch_size, progress=progress)
+                        batch_size=batch_size, progress=progress,
+                        histories=[(s.history, s.utterance.speaker) for s in samples])
     return [format_demonstration(h[0] if h else None, labels) for h in hits]

@@ -129,9 +129,11 @@ class Retriever(nn.Module):
         have["mean"] = have["head"] and have["tfidf"]
         return tuple(s for s in SOURCES if have[s])
 
-    def emotion_probs(self, texts: list[str], source: str, head_probs: np.ndarray | None = None) -> np.ndarray:
+    def emotion_probs(self, texts: list[str], source: str, head_probs: np.ndarray | None = None,
+                      contexts: list[tuple[str, str]] | None = None) -> np.ndarray:
         """``P(emotion | text)`` ``(N, C)`` over :attr:`emotion_labels` from ``source``; ``head_probs``:
-        the head's, when :meth:`encode` already computed them."""
+        the head's, when :meth:`encode` already computed them; ``contexts``: the queries' dialogue
+        context (:func:`retrieval.tfidf.query_context`), read by a TF-IDF classifier fitted with it."""
         if source not in self.classifiers:
             raise ElmdError(f"emotion classifier '{source}' is not part of retriever {self.path} (it has: "
                             f"{', '.join(self.classifiers) or 'none'}) — retrain it with "
@@ -140,7 +142,7 @@ class Retriever(nn.Module):
             head_probs = self.encode(list(texts), with_probs=True)[1]
         if source == "head":
             return head_probs
-        tf = self.tfidf.predict_proba(list(texts))
+        tf = self.tfidf.predict_proba(list(texts), contexts)
         return tf if source == "tfidf" else ((tf + head_probs) / 2).astype(np.float32)
 
     def classifier_fingerprint(self, source: str) -> str:

@@ -52,7 +52,8 @@ class Retrieved:
 def retrieve(index: DemonstrationIndex, samples, k: int, batch_size: int = 256, progress: bool = False,
              scoring: Scoring | None = None, name: str = "") -> Retrieved:
     hits = index.search([s.utterance.text for s in samples], k, [s.dialogue_id for s in samples],
-                        batch_size=batch_size, progress=progress, scoring=scoring)
+                        batch_size=batch_size, progress=progress, scoring=scoring,
+                        histories=[(s.history, s.utterance.speaker) for s in samples])
     return Retrieved(name, [[h.utterance_emotion for h in hs] for hs in hits],
                      [[h.response_emotion for h in hs] for hs in hits], [hs[0].response if hs else None for hs in hits])
 

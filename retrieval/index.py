@@ -34,6 +34,7 @@ import numpy as np
 from elmd.errors import ElmdError
 from elmd.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl
 from retrieval.scoring import Scoring, rank
+from retrieval.tfidf import contexts_of
 
 _GPU_RESOURCES: list = []
 TABLE_FIELDS = ("id", "dialogue_id", "utterance", "response", "utterance_emotion", "response_emotion")
@@ -238,8 +239,11 @@ class DemonstrationIndex:
         return out
 
     def search(self, texts: list[str], k: int = 1, exclude_dialogue_ids=None, batch_size: int = 256,
-               progress: bool = False, scoring: Scoring | None = None) -> list[list[Hit]]:
-        """Encode ``texts`` with the index's encoder and return the top-k hits of each (batched)."""
+               progress: bool = False, scoring: Scoring | None = None, histories=None) -> list[list[Hit]]:
+        """Encode ``texts`` with the index's encoder and return the top-k hits of each (batched).
+        ``histories``: one ``(earlier turns, speaker of the query)`` pair per text, or None; only the
+        earlier turns' texts are read, by a TF-IDF emotion classifier with dialogue context
+        (:func:`retrieval.tfidf.query_context`)."""
         if self.retriever is None:
             raise ElmdError("this index has no encoder loaded — pass encoder= to DemonstrationIndex.load")
         scoring = scoring or self.scoring
@@ -247,7 +251,7 @@ class DemonstrationIndex:
             want_head = scoring.source != "tfidf"
             enc = self.retriever.encode(list(texts), batch_size=batch_size, progress=progress, with_probs=want_head)
             q, head = enc if want_head else (enc, None)
-            probs = self.retriever.emotion_probs(list(texts), scoring.source, head)
+            probs = self.retriever.emotion_probs(list(texts), scoring.source, head, contexts_of(histories))
         else:
             q, probs = self.retriever.encode(list(texts), batch_size=batch_size, progress=progress), None
         return self.search_vectors(q, k, exclude_dialogue_ids, probs, scoring)

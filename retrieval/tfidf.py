@@ -7,7 +7,15 @@ test split; a linear model on TF-IDF-weighted character n-grams of the utterance
 
     x_g = (1 + ln c_g) * idf_g / || (1 + ln c) * idf ||_2      (sublinear tf, l2-normalised)
     idf_g = ln((1 + n) / (1 + df_g)) + 1                        (n training texts, df_g: texts with g)
-    P(e | t) = softmax_e(W_e . x + b_e)
+    P(e | t) = softmax_e(W_e . x + b_e + V_e . x_prev + S_e . x_same)
+
+**Dialogue context** (:func:`query_context`). A query in ELMD is a turn of a dialogue, and emotion
+persists there (on CPED's train split, a speaker's turn has the emotion of that speaker's previous
+turn in 50% of the cases). ``x_prev`` / ``x_same`` are the TF-IDF rows (same vocabulary and idf) of
+the previous turn's text and of the same speaker's previous turn's text; only the *texts* of
+earlier turns are used, never an emotion label. ``V`` and ``S`` are fitted with the features
+scaled by the context weight w (chosen on valid; w = 0: no context, ``coef_ctx`` absent) and saved
+with w folded in. A query without history (or searched without one) gets zero context rows.
 
 The n-grams (:func:`char_ngrams`) are those of scikit-learn's ``char_wb`` analyzer (``wb=True``:
 n-grams inside each whitespace-separated word, padded with one space on either side; CPED
@@ -43,8 +51,9 @@ VOCAB_FILE = "emotion_tfidf.json"
 GRID_WB = (True, False)
 GRID_NGRAMS = ((1, 2), (1, 3))
 GRID_C = (0.3, 1.0, 3.0)
+GRID_CONTEXT = (0.0, 0.5, 1.0)
 _WHITE = re.compile(r"\s\s+")
-DEFAULT = {"wb": True, "ngram": (1, 3), "C": 1.0}
+DEFAULT = {"wb": True, "ngram": (1, 3), "C": 1.0, "context": 0.0}
 """Setting used when there is no valid split to choose on."""
 
 
@@ -65,6 +74,20 @@ def char_ngrams(text: str, lo: int, hi: int, wb: bool = True) -> list[str]:
     return out
 
 
+def query_context(history, speaker: str | None) -> tuple[str, str]:
+    """``(previous turn's text, the speaker's own previous turn's text)`` of a query whose earlier
+    turns are ``history`` (oldest first; items with ``.speaker`` / ``.text``); '' where there is none."""
+    history = list(history or ())
+    prev = history[-1].text if history else ""
+    same = next((t.text for t in reversed(history) if t.speaker == speaker), "") if speaker is not None else ""
+    return prev or "", same or ""
+
+
+def contexts_of(histories) -> list[tuple[str, str]] | None:
+    """:func:`query_context` of each ``(history, speaker)`` pair (None stays None)."""
+    return None if histories is None else [query_context(h, sp) for h, sp in histories]
+
+
 def _pack(gram: str) -> int:
     """One int64 per n-gram of up to 3 characters: code point + 1 in 21-bit fields (0 = none)."""
     return sum((ord(c) + 1) << (21 * j) for j, c in enumerate(gram)) if len(gram) <= 3 else -1
@@ -82,10 +105,17 @@ class TfidfClassifier:
     ngram: tuple[int, int] = (1, 3)
     wb: bool = True
     info: dict = field(default_factory=dict)
+    coef_ctx: np.ndarray | None = None
+    """``(2, C, V)`` weights of the previous turn's and the same speaker's previous turn's n-grams
+    (context weight folded in); None = a classifier of the utterance alone."""
 
     def __post_init__(self):
         self._ids = {g: i for i, g in enumerate(self.vocab)}
         self._coef_t = np.ascontiguousarray(self.coef.T, dtype=np.float32)  # (V, C): one row per n-gram
+        # (3V, C): the utterance's, the previous turn's and the same speaker's weights, stacked so that
+        # one sparse pass over the 3N texts (column + block * V) scores all three
+        self._all_t = (None if self.coef_ctx is None else
+                       np.ascontiguousarray(np.concatenate([self.coef, *self.coef_ctx], axis=1).T, dtype=np.float32))
 
     def sparse(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The texts' TF-IDF rows as flat ``(cols, values, lengths)``: row i is the next
@@ -137,19 +167,28 @@ class TfidfClassifier:
             ids.append(np.where(self._keys[hit] == key, self._key_cols[hit], -1))
         return np.concatenate(rows), np.concatenate(ids)
 
-    def logits(self, texts: list[str]) -> np.ndarray:
-        """``(N, C)`` ``W x + b``; a text without a known n-gram gets the intercept alone."""
-        out = np.tile(self.intercept.astype(np.float32), (len(texts), 1))
-        col, vals, lengths = self.sparse(texts)
+    def logits(self, texts: list[str], contexts: list[tuple[str, str]] | None = None) -> np.ndarray:
+        """``(N, C)`` ``W x + b`` (+ the context terms when the classifier has them and ``contexts``,
+        one :func:`query_context` pair per text, is given); a text without a known n-gram gets the
+        intercept alone."""
+        n = len(texts)
+        use_ctx = self._all_t is not None and contexts is not None
+        if use_ctx and len(contexts) != n:
+            raise ValueError(f"{n} texts but {len(contexts)} contexts")
+        rows = list(texts) + ([c[0] for c in contexts] + [c[1] for c in contexts] if use_ctx else [])
+        z = np.zeros((len(rows), len(self.intercept)), np.float32)
+        col, vals, lengths = self.sparse(rows)
         if len(col):
-            rows = lengths > 0
-            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[rows]
-            out[rows] += np.add.reduceat(self._coef_t[col] * vals[:, None], starts, axis=0)
-        return out
+            if use_ctx:  # row r belongs to block r // n: its columns index that block's weights
+                col = col + np.repeat(np.arange(len(rows)) // max(n, 1), lengths) * len(self.vocab)
+            nz = lengths > 0
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[nz]
+            z[nz] = np.add.reduceat((self._all_t if use_ctx else self._coef_t)[col] * vals[:, None], starts, axis=0)
+        return self.intercept.astype(np.float32)[None, :] + z.reshape(-1, n, z.shape[1]).sum(axis=0) if n else z
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def predict_proba(self, texts: list[str], contexts: list[tuple[str, str]] | None = None) -> np.ndarray:
         """``(N, C)`` float32 softmax of :meth:`logits`."""
-        z = self.logits(list(texts))
+        z = self.logits(list(texts), contexts)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
 
@@ -159,8 +198,11 @@ class TfidfClassifier:
         from elmd.io import atomic_write_json
 
         folder = Path(folder)
-        save_file({"idf": self.idf.astype(np.float32), "coef": self.coef.astype(np.float32),
-                   "intercept": self.intercept.astype(np.float32)}, str(folder / WEIGHTS_FILE))
+        tensors = {"idf": self.idf.astype(np.float32), "coef": self.coef.astype(np.float32),
+                   "intercept": self.intercept.astype(np.float32)}
+        if self.coef_ctx is not None:
+            tensors["coef_ctx"] = self.coef_ctx.astype(np.float32)
+        save_file(tensors, str(folder / WEIGHTS_FILE))
         atomic_write_json(folder / VOCAB_FILE, {"format": "elmd-emotion-tfidf/1", "labels": self.labels,
                                                 "ngram": list(self.ngram), "wb": self.wb, "info": self.info,
                                                 "vocab": self.vocab})
@@ -174,20 +216,25 @@ class TfidfClassifier:
             meta = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
             w = load_file(str(folder / WEIGHTS_FILE))
             clf = cls(list(meta["vocab"]), w["idf"], w["coef"], w["intercept"], list(meta["labels"]),
-                      tuple(meta["ngram"]), bool(meta["wb"]), dict(meta.get("info") or {}))
+                      tuple(meta["ngram"]), bool(meta["wb"]), dict(meta.get("info") or {}), w.get("coef_ctx"))
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise ElmdError(f"{folder}: unreadable TF-IDF emotion classifier ({WEIGHTS_FILE} + {VOCAB_FILE}: "
                             f"{type(e).__name__}: {e}) — retrain it with `elmd retriever train`") from None
-        if clf.coef.shape != (len(clf.labels), len(clf.vocab)) or clf.idf.shape != (len(clf.vocab),):
+        ctx_ok = clf.coef_ctx is None or clf.coef_ctx.shape == (2, *clf.coef.shape)
+        if clf.coef.shape != (len(clf.labels), len(clf.vocab)) or clf.idf.shape != (len(clf.vocab),) or not ctx_ok:
             raise ElmdError(f"{folder}: {WEIGHTS_FILE} shapes {clf.coef.shape} / {clf.idf.shape} do not match "
                             f"{len(clf.labels)} labels x {len(clf.vocab)} n-grams of {VOCAB_FILE} — retrain it")
         return clf
 
 
 def fit_classifier(texts: list[str], labels: list[int], names: list[str], C: float = 1.0,
-                   ngram: tuple[int, int] = (1, 3), wb: bool = True, balanced: bool = True) -> TfidfClassifier:
+                   ngram: tuple[int, int] = (1, 3), wb: bool = True, balanced: bool = True,
+                   contexts: list[tuple[str, str]] | None = None, context: float = 0.0) -> TfidfClassifier:
     """Fit TF-IDF + multinomial logistic regression (scikit-learn) on ``texts`` with class ids
-    ``labels`` into ``names``; a class absent from the data never gets probability mass."""
+    ``labels`` into ``names``; a class absent from the data never gets probability mass. With
+    ``context`` > 0 and ``contexts`` (one :func:`query_context` pair per text) the features are
+    ``[x ; w x_prev ; w x_same]`` (w = ``context``; same vocabulary and idf, fitted on ``texts``)."""
+    from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -195,21 +242,28 @@ def fit_classifier(texts: list[str], labels: list[int], names: list[str], C: flo
     if len(set(y.tolist())) < 2:
         raise ElmdError(f"the TF-IDF emotion classifier needs labelled texts of at least two emotions, got "
                         f"{sorted({names[i] for i in set(y.tolist())})} — check the training data's labels")
+    use_ctx = bool(context) and contexts is not None
     vec = TfidfVectorizer(analyzer=lambda t: char_ngrams(t, *ngram, wb), sublinear_tf=True, lowercase=False)
     x = vec.fit_transform(texts)
+    if use_ctx:
+        x = hstack([x] + [context * vec.transform([c[j] for c in contexts]) for j in (0, 1)]).tocsr()
     lr = LogisticRegression(C=C, class_weight="balanced" if balanced else None, max_iter=3000).fit(x, y)
     vocab = [None] * len(vec.vocabulary_)
     for g, i in vec.vocabulary_.items():
         vocab[i] = g
-    coef = np.zeros((len(names), len(vocab)), np.float32)
+    v = len(vocab)
+    coef = np.zeros((len(names), x.shape[1]), np.float32)
     intercept = np.full(len(names), -1e4, np.float32)
     if len(lr.classes_) == 2:  # binary sklearn keeps one row: p(class 1) = sigmoid(w.x + b) = softmax([0, w.x + b])
         coef[lr.classes_[1]], intercept[lr.classes_[1]] = lr.coef_[0], lr.intercept_[0]
         intercept[lr.classes_[0]] = 0.0
     else:
         coef[lr.classes_], intercept[lr.classes_] = lr.coef_, lr.intercept_
-    return TfidfClassifier(vocab, vec.idf_.astype(np.float32), coef, intercept, list(names), tuple(ngram), wb,
-                           {"C": C, "balanced": balanced, "train_texts": len(texts)})
+    ctx = np.stack([coef[:, v:2 * v], coef[:, 2 * v:]]) * context if use_ctx else None
+    return TfidfClassifier(vocab, vec.idf_.astype(np.float32), np.ascontiguousarray(coef[:, :v]), intercept,
+                           list(names), tuple(ngram), wb,
+                           {"C": C, "balanced": balanced, "context": context if use_ctx else 0.0,
+                            "train_texts": len(texts)}, ctx)
 
 
 def accuracy_balanced(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
@@ -222,22 +276,39 @@ def accuracy_balanced(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]
 
 
 def select_classifier(texts, labels, names, valid_texts=None, valid_labels=None, balanced: bool = True,
-                      grid=None, log=print) -> TfidfClassifier:
-    """Fit each setting of ``grid`` (dicts wb / ngram / C; default: the module's grid) and keep the
-    best by valid (accuracy + balanced accuracy) / 2; the first setting wins ties. Without valid
-    data, :data:`DEFAULT` is fitted."""
+                      grid=None, log=print, contexts=None, valid_contexts=None) -> TfidfClassifier:
+    """Fit each setting of ``grid`` (dicts wb / ngram / C / context; default: the module's analyzer x
+    n-gram range x C grid) and keep the best by valid (accuracy + balanced accuracy) / 2; the first
+    setting wins ties. With ``contexts`` and ``valid_contexts`` (and the default grid) the context
+    weights of :data:`GRID_CONTEXT` are then tried at the best setting (a second, cheaper stage: a
+    context fit costs ~3 plain ones) and kept only when they score higher. Without valid data,
+    :data:`DEFAULT` is fitted."""
     if not valid_texts:
         return fit_classifier(texts, labels, names, DEFAULT["C"], DEFAULT["ngram"], DEFAULT["wb"], balanced)
-    grid = grid or [{"wb": wb, "ngram": ng, "C": c} for wb, ng, c in itertools.product(GRID_WB, GRID_NGRAMS, GRID_C)]
+    staged = grid is None and contexts is not None and valid_contexts is not None
+    grid = grid or [{"wb": wb, "ngram": ng, "C": c, "context": 0.0}
+                    for wb, ng, c in itertools.product(GRID_WB, GRID_NGRAMS, GRID_C)]
     best, best_score, rows = None, -1.0, []
-    for g in grid:
-        clf = fit_classifier(texts, labels, names, g["C"], tuple(g["ngram"]), g["wb"], balanced)
-        acc, bal = accuracy_balanced(valid_labels, clf.predict_proba(valid_texts).argmax(axis=1))
+
+    def trial(g):
+        nonlocal best, best_score
+        clf = fit_classifier(texts, labels, names, g["C"], tuple(g["ngram"]), g["wb"], balanced, contexts,
+                             g.get("context", 0.0))
+        acc, bal = accuracy_balanced(valid_labels, clf.predict_proba(valid_texts, valid_contexts).argmax(axis=1))
         rows.append({**g, "ngram": list(g["ngram"]), "valid_acc": round(acc, 4), "valid_bal_acc": round(bal, 4)})
         if (acc + bal) / 2 > best_score:
             best, best_score = clf, (acc + bal) / 2
             best.info.update({"valid_acc": round(acc, 4), "valid_bal_acc": round(bal, 4)})
+
+    for g in grid:
+        trial(g)
+    if staged:
+        top = {"wb": best.wb, "ngram": best.ngram, "C": best.info["C"]}
+        for w in GRID_CONTEXT:
+            if w:
+                trial({**top, "context": w})
     best.info["grid"] = rows
     log(f"TF-IDF emotion classifier: {'char_wb' if best.wb else 'char'} {best.ngram} C={best.info['C']} "
-        f"valid acc {best.info['valid_acc']} balanced {best.info['valid_bal_acc']} ({len(grid)} settings tried)")
+        f"context={best.info['context']:g} valid acc {best.info['valid_acc']} balanced {best.info['valid_bal_acc']} "
+        f"({len(rows)} settings tried)")
     return best

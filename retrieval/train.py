@@ -158,28 +158,36 @@ def _fit(retriever: Retriever, train, valid_samples, cfg: ELMDConfig, out: str, 
 
 def _fit_tfidf(train, valid_samples, names: list[str], rc, log):
     """The TF-IDF emotion classifier (:mod:`retrieval.tfidf`) on the labelled training utterances (+ the
-    other labelled turns with ``emotion_all_turns``), its settings chosen on the valid utterances."""
-    from retrieval.tfidf import select_classifier
+    other labelled turns with ``emotion_all_turns``), each with its dialogue context (the earlier
+    turns' texts), its settings (context weight included) chosen on the valid utterances."""
+    from retrieval.tfidf import query_context, select_classifier
 
     items = [s for s in train if s.utterance.emotion in names and s.utterance.text.strip()]
     texts, ys = [s.utterance.text for s in items], [names.index(s.utterance.emotion) for s in items]
+    ctx = [query_context(s.history, s.utterance.speaker) for s in items]
     if rc.emotion_all_turns:
-        extra = _extra_turns(train, names)
-        texts, ys = texts + extra[0], ys + extra[1]
+        extra = _extra_turns(train, names, contexts=True)
+        texts, ys, ctx = texts + extra[0], ys + extra[1], ctx + extra[2]
     val = [s for s in valid_samples if s.utterance.emotion in names and s.utterance.text.strip()]
     return select_classifier(texts, ys, names, [s.utterance.text for s in val],
-                             [names.index(s.utterance.emotion) for s in val], rc.class_balanced, log=log)
+                             [names.index(s.utterance.emotion) for s in val], rc.class_balanced, log=log,
+                             contexts=ctx, valid_contexts=[query_context(s.history, s.utterance.speaker) for s in val])
 
 
-def _extra_turns(train, names: list[str]) -> tuple[list[str], list[int]]:
-    """Labelled responses r of the training samples that are no sample's utterance u (same dialogue)."""
+def _extra_turns(train, names: list[str], contexts: bool = False) -> tuple[list, ...]:
+    """Labelled responses r of the training samples that are no sample's utterance u (same dialogue):
+    ``(texts, class ids)``, with ``contexts`` also their :func:`retrieval.tfidf.query_context`."""
+    from retrieval.tfidf import query_context
+
     seen = {(s.dialogue_id, s.utterance.text) for s in train}
-    out: dict[tuple, int] = {}
+    out: dict[tuple, tuple] = {}
     for s in train:
         key = (s.dialogue_id, s.response.text)
         if s.response.emotion in names and key not in seen and s.response.text.strip():
-            out[key] = names.index(s.response.emotion)
-    return [k[1] for k in out], list(out.values())
+            out[key] = (names.index(s.response.emotion),
+                        query_context([*s.history, s.utterance], s.response.speaker))
+    got = ([k[1] for k in out], [v[0] for v in out.values()])
+    return (*got, [v[1] for v in out.values()]) if contexts else got
 
 
 def _step(retriever: Retriever, loss_fn: RetrievalLoss, texts: list[str], shape, emotions: torch.Tensor,

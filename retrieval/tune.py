@@ -24,10 +24,11 @@ import numpy as np
 
 from retrieval.metrics import emotion_agreement, macro_agreement, mean_char_f1
 from retrieval.scoring import Scoring, rank
+from retrieval.tfidf import query_context
 
 BETAS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 POOLS = (5, 10, 20, 50)
-PRIORS = (0.0, 0.5, 1.0)
+PRIORS = (0.0, 0.25, 0.5, 1.0)
 
 
 @dataclass
@@ -84,7 +85,8 @@ def tune_scoring(index, samples, metric: str = "mean", min_f1_ratio: float = 0.9
     grid = grid or settings(sources=sources)
     texts = [s.utterance.text for s in samples]
     q, head = retriever.encode(texts, batch_size=batch_size, with_probs=True)
-    probs = {src: retriever.emotion_probs(texts, src, head) for src in retriever.classifiers}
+    contexts = [query_context(s.history, s.utterance.speaker) for s in samples]
+    probs = {src: retriever.emotion_probs(texts, src, head, contexts) for src in retriever.classifiers}
     exclude = [s.dialogue_id for s in samples]
     cands: dict[int, tuple] = {}
     rows, f1_cache = [], {}

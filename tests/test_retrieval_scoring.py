@@ -68,7 +68,7 @@ class FakeRetriever:
         self.vectors, self.probs, self.tfidf = vectors, probs, tfidf
         self.classifiers = ("head", "tfidf", "mean") if tfidf else ("head",)
 
-    def emotion_probs(self, texts, source, head_probs=None):
+    def emotion_probs(self, texts, source, head_probs=None, contexts=None):
         tf = np.stack([self.tfidf.get(t, [0.5, 0.5]) for t in texts]).astype(np.float32) if self.tfidf else None
         head = self.encode(texts, with_probs=True)[1]
         return {"head": head, "tfidf": tf, "mean": (head + tf) / 2 if tf is not None else None}[source]
