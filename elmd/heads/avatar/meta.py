@@ -9,3 +9,7 @@ from __future__ import annotations
 from elmd.data.meta_response import (ACTS_ZH, AGE_WORDS, DEFAULT_PROFILE, GENDER_WORDS, KEYS, OPEN, UNKNOWN,  # noqa: F401
                                      VOICE_STYLE, MetaParseError, MetaResponse, MetaStats, Profile, format_meta,
                                      meta_extras, meta_of_sample, meta_strings, parse_meta)
+
+__all__ = ["ACTS_ZH", "AGE_WORDS", "DEFAULT_PROFILE", "GENDER_WORDS", "KEYS", "OPEN", "UNKNOWN", "VOICE_STYLE",
+           "MetaParseError", "MetaResponse", "MetaStats", "Profile", "format_meta", "meta_extras", "meta_of_sample",
+           "meta_strings", "parse_meta"]
