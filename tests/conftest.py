@@ -14,7 +14,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-pytest_plugins: list[str] = ["fixtures_llm", "fixtures_video", "fixtures_retrieval", "fixtures_train", "fixtures_generate"]
+pytest_plugins: list[str] = ["fixtures_llm", "fixtures_video", "fixtures_retrieval", "fixtures_train", "fixtures_generate",
+                             "fixtures_sticker"]
 
 
 def pytest_configure(config):

@@ -75,19 +75,35 @@ class DecodeState:
 class AddedTokens(nn.Module):
     """Rows of ``n`` tokens appended after the LLM's vocabulary: ids ``first_id .. first_id + n - 1``.
 
-    ``input`` [n, D] are their input embeddings, ``output`` [n, D] their output-head rows (logit of
-    token ``first_id + i`` = hidden @ output[i]). PEGS trains such rows by masking the gradient of the
-    whole resized matrices; separate tensors give the same training without touching (or saving) the
-    frozen rows. Initialised from the mean of the LLM's rows plus small seeded noise.
+    :attr:`input_rows` [n, D] are their input embeddings, :attr:`output_rows` [n, D] their output-head
+    rows (logit of token ``first_id + i`` = hidden @ output_rows[i]). PEGS trains such rows by masking
+    the gradient of the whole resized matrices; separate tensors give the same training without
+    touching (or saving) the frozen rows. The input parameter holds its rows in units of the LLM's
+    own embedding scale (std of its matrix), so one learning rate, sized for a head's projections,
+    moves them no faster relative to their size than the LLM's rows would move: otherwise they soon
+    outgrow the LLM's rows and the hidden states at their positions stop depending on the context.
+    The output rows only decide the tokens' logits and train in plain units.
+    Initialised from the mean of the LLM's rows plus small seeded noise.
     """
 
     def __init__(self, n: int, first_id: int, embedding: torch.Tensor, head: torch.Tensor, seed: int = 0):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        noise = lambda w: torch.randn(n, w.shape[1], generator=g) * w.float().std().item() * 0.1  # noqa: E731
         self.first_id = first_id
-        self.input = nn.Parameter(embedding.detach().float().mean(0, keepdim=True).cpu() + noise(embedding))
-        self.output = nn.Parameter(head.detach().float().mean(0, keepdim=True).cpu() + noise(head))
+        for name, w in (("input", embedding), ("output", head)):
+            w = w.detach().float().cpu()
+            scale = max(w.std().item(), 1e-8) if name == "input" else 1.0
+            init = w.mean(0, keepdim=True) + torch.randn(n, w.shape[1], generator=g) * w.std().item() * 0.1
+            self.register_buffer(f"{name}_scale", torch.tensor(scale), persistent=False)
+            self.register_parameter(name, nn.Parameter(init / scale))
+
+    @property
+    def input_rows(self) -> torch.Tensor:
+        return self.input * self.input_scale
+
+    @property
+    def output_rows(self) -> torch.Tensor:
+        return self.output * self.output_scale
 
     @property
     def ids(self) -> list[int]:
@@ -121,7 +137,7 @@ class ELMDModel(nn.Module):
         a = self.added_tokens
         added = input_ids >= a.first_id
         embeds = table(input_ids.masked_fill(added, 0))
-        rows = a.input[(input_ids - a.first_id).clamp(0, a.input.shape[0] - 1)].to(embeds.dtype)
+        rows = a.input_rows[(input_ids - a.first_id).clamp(0, a.input.shape[0] - 1)].to(embeds.dtype)
         return torch.where(added[..., None], rows, embeds)
 
     def attach_prefix(self, cfg: PrefixConfig, seed: int | None = None) -> PrefixEncoder:
@@ -162,7 +178,7 @@ class ELMDModel(nn.Module):
         h = hidden[:, -1:] if last_only else hidden
         logits = self.llm.lm_head(h)
         if self.added_tokens is not None:  # the added tokens' logits after the vocabulary's
-            logits = torch.cat([logits, h @ self.added_tokens.output.t().to(h.dtype)], -1)
+            logits = torch.cat([logits, h @ self.added_tokens.output_rows.t().to(h.dtype)], -1)
         return logits, hidden
 
     def forward(self, input_ids, attention_mask, labels=None, video_feats=None, video_present=None,

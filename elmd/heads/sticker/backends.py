@@ -64,7 +64,7 @@ class RetrieveBackend:
                               "training run's image encoder")
         self.library, self.modules, self.cfg = library, modules, modules.cfg
         with torch.no_grad():
-            self.keys = modules.library_keys(library.vectors).float().cpu().numpy()  # [N, ret_dim]
+            self.keys = modules.library_keys(library.vectors, library.emotions.tolist()).float().cpu().numpy()  # [N, ret_dim]
 
     @torch.no_grad()
     def hits(self, img_hidden: torch.Tensor, emotions: Sequence[str | None],

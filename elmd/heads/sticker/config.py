@@ -42,6 +42,14 @@ class StickerConfig:
     """Negatives of the retrieval loss: batch (PEGS / GILL: symmetric InfoNCE over the sticker replies of the
     batch) or library (text -> image cross-entropy over every library sticker, the gold one as target;
     useful when batches hold few stickers)."""
+    run_targets: str = "first"
+    """Which [IMG] tokens are language-modelling targets in stage `sticker`: first (only [IMG1], i.e. when to
+    start a run, and the eos after it: the rest is forced at decoding, and training them only grows their
+    rows until the run's hidden states no longer depend on the dialogue) or all (GILL / PEGS)."""
+    key_emotion: bool = True
+    """Add a learned vector of the library sticker's emotion label to its retrieval key (an addition to PEGS,
+    whose keys are image-only: false). The library's labels are known; with a weak image encoder the keys
+    then still separate emotions, and the [IMG] states learn which emotion to ask for."""
     temperature: float = 0.07
     """InfoNCE temperature tau; the logit scale is 1 / tau, fixed (PEGS: train_logit_scale=False)."""
     mapper_hidden: int = 512
@@ -91,6 +99,15 @@ class StickerConfig:
     """Side of generated stickers in pixels (SD 1.5: 512; multiple of 8)."""
     seed: int = 0
     """Seed of the diffusion noise (plus a per-reply offset)."""
+    init_from: str = ""
+    """Stage `sticker`: the stage `eerg` output it starts from (prefix + video Linear); empty = <train.out>/eerg."""
+    train_base: bool = False
+    """Stage `sticker`: train the prefix and the video Linear jointly with the sticker parts (true) or keep
+    them as stage eerg left them (false; only the [IMG] rows, the projection and the mapper train)."""
+    lr: float = 0.0
+    """Stage `sticker`'s learning rate; 0 = train.eerg_lr."""
+    epochs: int = 0
+    """Stage `sticker`'s epochs; 0 = train.eerg_epochs."""
 
     def __post_init__(self):
         self.validate()
@@ -98,7 +115,8 @@ class StickerConfig:
     def validate(self, prefix: str = "sticker") -> "StickerConfig":
         """Raise :class:`ConfigError` naming the first bad key, its value and the allowed range."""
         choices = {"backend": BACKENDS, "emotion_mode": EMOTION_MODES, "image_encoder": IMAGE_ENCODERS,
-                   "ret_pool": ("first", "mean"), "ret_negatives": ("batch", "library")}
+                   "ret_pool": ("first", "mean"), "ret_negatives": ("batch", "library"),
+                   "run_targets": ("first", "all")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 _bad(prefix, key, getattr(self, key), f"one of {', '.join(allowed)}")
@@ -112,7 +130,7 @@ class StickerConfig:
             _bad(prefix, "num_ret_tokens", self.num_ret_tokens, f"< num_img_tokens ({self.num_img_tokens}), so the mapper gets tokens")
         if self.mapper_hidden % self.mapper_heads:
             _bad(prefix, "mapper_hidden", self.mapper_hidden, f"a multiple of mapper_heads ({self.mapper_heads})")
-        for key in ("lambda_lm", "lambda_ret", "lambda_gen", "guidance_scale"):
+        for key in ("lambda_lm", "lambda_ret", "lambda_gen", "guidance_scale", "lr", "epochs"):
             if getattr(self, key) < 0:
                 _bad(prefix, key, getattr(self, key), ">= 0")
         if not 0.0 < self.strength <= 1.0:

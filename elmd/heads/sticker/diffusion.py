@@ -77,8 +77,19 @@ class StickerDiffusion:
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """SD text-encoder embeddings ``[B, 77, D]`` of ``texts`` (the mapper's MSE targets; PEGS L_gen)."""
-        embeds, _ = self.t2i.encode_prompt(list(texts), self.device, 1, False)
+        """SD text-encoder embeddings ``[B, 77, D]`` of ``texts`` (the mapper's MSE targets; PEGS L_gen); a text
+        longer than the tokenizer's 77 tokens is cut there, as SD does, without a warning per batch."""
+        from diffusers.utils import logging as dlog
+        from transformers.utils import logging as tlog
+
+        levels = dlog.get_verbosity(), tlog.get_verbosity()
+        dlog.set_verbosity_error()
+        tlog.set_verbosity_error()
+        try:
+            embeds, _ = self.t2i.encode_prompt(list(texts), self.device, 1, False)
+        finally:
+            dlog.set_verbosity(levels[0])
+            tlog.set_verbosity(levels[1])
         return embeds
 
     def negative_embeds(self, n: int) -> torch.Tensor:

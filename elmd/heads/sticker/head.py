@@ -23,16 +23,23 @@ import torch
 from elmd.heads.sticker.backends import build_backend
 
 
-def img_hidden_from_reply(reply, r: int) -> torch.Tensor | None:
+def img_hidden_from_reply(reply, r: int, img_ids: Sequence[int] | None = None) -> torch.Tensor | None:
     """The ``[r, hidden]`` hidden states of the reply's ``[IMG1..r]`` run, or None (no sticker).
 
-    ``reply.hidden`` holds the generated tokens' last-layer states ``[n, hidden]``; the pipeline marks
-    where the run starts with ``reply.extras["img_start"]`` (index of ``[IMG1]`` among the generated
-    tokens). Without the mark, ``reply.hidden`` counts only when it has exactly r rows."""
+    ``reply.hidden`` holds the generated tokens' last-layer states ``[n, hidden]``; the run starts at
+    ``reply.extras["img_start"]`` when set, else where ``img_ids`` occur whole in ``reply.token_ids``
+    (the forced run of the decoder); with neither, ``reply.hidden`` counts only when it has exactly r rows."""
     h = getattr(reply, "hidden", None)
     if not isinstance(h, torch.Tensor) or h.dim() != 2:
         return None
     start = reply.extras.get("img_start")
+    if start is None and img_ids is not None:
+        from elmd.heads.sticker.tokens import img_run_start
+
+        ids = torch.tensor([list(reply.token_ids)[:h.shape[0]]], dtype=torch.long)
+        start = int(img_run_start(ids, img_ids)[0]) if ids.shape[1] else -1
+        if start < 0:
+            return None
     if start is None:
         return h if h.shape[0] == r else None
     return h[start:start + r] if 0 <= start and start + r <= h.shape[0] else None
@@ -54,11 +61,13 @@ class StickerHead:
     """Adds a sticker to each reply that carries ``[IMG]`` hidden states."""
 
     name = "sticker"
+    needs_hidden = True
+    """The pipeline keeps the replies' hidden states for this head."""
 
     def __init__(self, backend, num_img_tokens: int, img_hidden_of: Callable | None = None, seed: int = 0,
-                 copy_retrieved: bool = True):
+                 copy_retrieved: bool = True, img_ids: Sequence[int] | None = None):
         self.backend, self.r, self.seed, self.copy_retrieved = backend, num_img_tokens, seed, copy_retrieved
-        self.img_hidden_of = img_hidden_of or (lambda reply: img_hidden_from_reply(reply, num_img_tokens))
+        self.img_hidden_of = img_hidden_of or (lambda reply: img_hidden_from_reply(reply, num_img_tokens, img_ids))
         self.shown: dict[str, list[str]] = defaultdict(list)
         self._count = 0
 
@@ -106,7 +115,19 @@ def build_head(pipeline, cfg) -> StickerHead:
         library = StickerLibrary.load(sc.library, _FingerprintOnly(sc, cfg.vision))
     diffusion = StickerDiffusion(sc.sd_path, sc, device) if sc.backend in ("generate", "rag") else None
     # architecture (r, k, widths) comes from the trained modules; selection and SD settings from the run
-    return StickerHead(build_backend(modules, library, diffusion), modules.cfg.num_img_tokens, seed=sc.seed)
+    img_ids = _run_ids(pipeline, modules.cfg.num_img_tokens)
+    return StickerHead(build_backend(modules, library, diffusion), modules.cfg.num_img_tokens, seed=sc.seed, img_ids=img_ids)
+
+
+def _run_ids(pipeline, r: int):
+    """The ``[IMG1..r]`` ids of a run trained with stage `sticker` (its tokenizer holds them), else None."""
+    from elmd.heads.sticker.tokens import img_token_names
+
+    tok = getattr(pipeline, "tokenizer", None)
+    names = img_token_names(r)
+    if tok is None or not all(n in getattr(tok, "added_ids", {}) for n in names):
+        return None
+    return tok.token_ids(names)
 
 
 class _FingerprintOnly:

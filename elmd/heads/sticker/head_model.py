@@ -40,10 +40,13 @@ class StickerLosses:
 class StickerModules(nn.Module):
     """Retrieval projection + feature mapper on ``[IMG]`` hidden states (see the module docstring)."""
 
-    def __init__(self, cfg: StickerConfig, hidden: int, image_dim: int, with_mapper: bool = True):
+    def __init__(self, cfg: StickerConfig, hidden: int, image_dim: int, with_mapper: bool = True,
+                 labels: tuple[str, ...] = ()):
         super().__init__()
         self.cfg, self.hidden, self.image_dim = cfg.validate(), hidden, image_dim
-        self.projection = RetrievalProjection(hidden, image_dim, cfg.ret_dim, cfg.ret_pool)
+        self.labels = tuple(labels) if cfg.key_emotion else ()
+        """Emotion labels whose learned vectors join the library keys (``sticker.key_emotion``; () = image-only keys)."""
+        self.projection = RetrievalProjection(hidden, image_dim, cfg.ret_dim, cfg.ret_pool, len(self.labels))
         self.mapper = FeatureMapper.from_config(cfg, hidden) if with_mapper else None
         self.infonce, self.mse = InfoNCELoss(cfg.temperature), MapperLoss()
         self.library_infonce = LibraryInfoNCELoss(cfg.temperature)
@@ -59,9 +62,20 @@ class StickerModules(nn.Module):
         """[B, r, hidden] -> unit [B, ret_dim] queries for the library's projected keys."""
         return self.projection.text(self.split(img_hidden)[0])
 
-    def library_keys(self, vectors) -> torch.Tensor:
-        """The library's image vectors [N, image_dim] -> unit keys [N, ret_dim] (PEGS's ``visual_fc``)."""
-        return self.projection.image(torch.as_tensor(vectors, device=self.projection.visual_fc.weight.device))
+    def emotion_codes(self, emotions) -> torch.Tensor | None:
+        """Label codes [N] of sticker emotions (None without emotion keys; an unknown label is a ValueError)."""
+        if not self.labels or emotions is None:
+            return None
+        index = {e: i for i, e in enumerate(self.labels)}
+        bad = [e for e in emotions if e not in index]
+        if bad:
+            raise ValueError(f"sticker emotion '{bad[0]}' is not one of the trained labels {self.labels}")
+        return torch.tensor([index[e] for e in emotions], device=self.projection.visual_fc.weight.device)
+
+    def library_keys(self, vectors, emotions=None) -> torch.Tensor:
+        """The library's image vectors [N, image_dim] (and their emotions) -> unit keys [N, ret_dim] (PEGS's ``visual_fc``)."""
+        return self.projection.image(torch.as_tensor(vectors, device=self.projection.visual_fc.weight.device),
+                                     self.emotion_codes(emotions))
 
     def prompt_embeds(self, img_hidden: torch.Tensor) -> torch.Tensor:
         """[B, r, hidden] -> SD prompt embeddings [B, num_clip_tokens, prompt_dim]."""
@@ -71,12 +85,13 @@ class StickerModules(nn.Module):
 
     def losses(self, img_hidden: torch.Tensor, image_vectors: torch.Tensor, has_sticker: torch.Tensor,
                sd_targets: torch.Tensor | None = None, library_vectors: torch.Tensor | None = None,
-               gold: torch.Tensor | None = None) -> StickerLosses:
+               gold: torch.Tensor | None = None, image_emotions=None, library_emotions=None) -> StickerLosses:
         """L_ret and L_gen over the replies where ``has_sticker`` [B] is true; ``image_vectors`` [B, image_dim]
         are the gold stickers' frozen image vectors and ``sd_targets`` [B, 77, prompt_dim] the SD text
         embeddings of their captions (None or no mapper: L_gen = 0). Rows without a sticker may hold anything.
         With ``sticker.ret_negatives=library``, ``library_vectors`` [N, image_dim] and ``gold`` [B] (library
-        rows of the gold stickers) are needed instead of in-batch negatives."""
+        rows of the gold stickers) are needed instead of in-batch negatives. ``image_emotions`` / ``library_emotions``
+        (label ids) feed the emotion keys when the modules have them."""
         mask = has_sticker.to(torch.bool)
         ret_h, gen_h = self.split(img_hidden)
         zero = img_hidden.sum() * 0.0
@@ -87,9 +102,11 @@ class StickerModules(nn.Module):
             if library_vectors is None or gold is None:
                 raise ValueError("sticker.ret_negatives=library needs library_vectors and gold")
             t = self.projection.text(ret_h[mask])
-            ret = self.library_infonce(t, self.library_keys(library_vectors), gold.to(t.device)[mask])
+            ret = self.library_infonce(t, self.library_keys(library_vectors, library_emotions), gold.to(t.device)[mask])
         else:
-            ret = self.infonce(self.projection.text(ret_h[mask]), self.projection.image(image_vectors[mask]))
+            codes = self.emotion_codes(image_emotions)
+            ret = self.infonce(self.projection.text(ret_h[mask]),
+                               self.projection.image(image_vectors[mask], None if codes is None else codes[mask.to(codes.device)]))
         gen = zero
         if self.mapper is not None and sd_targets is not None and n:
             gen = self.mse(self.mapper(gen_h[mask]), sd_targets[mask].to(gen_h.device))
@@ -111,7 +128,7 @@ class StickerModules(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(out / WEIGHTS))
         atomic_write_json(out / META, {"config": asdict(self.cfg), "hidden": self.hidden, "image_dim": self.image_dim,
-                                       "with_mapper": self.mapper is not None})
+                                       "with_mapper": self.mapper is not None, "labels": list(self.labels)})
         return out
 
     @classmethod
@@ -122,6 +139,7 @@ class StickerModules(nn.Module):
         if not (folder / META).is_file() or not (folder / WEIGHTS).is_file():
             raise ElmdError(f"{folder}: no {META} / {WEIGHTS} — not trained sticker modules (train stage `sticker`)")
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
-        mods = cls(StickerConfig(**meta["config"]), meta["hidden"], meta["image_dim"], meta["with_mapper"])
+        mods = cls(StickerConfig(**meta["config"]), meta["hidden"], meta["image_dim"], meta["with_mapper"],
+                   tuple(meta.get("labels", ())))
         mods.load_state_dict(load_file(str(folder / WEIGHTS), device=device))
         return mods.to(device)

@@ -5,7 +5,9 @@ The LLM emits ``[IMG1..r]`` after its text. Following PEGS (``model/pegs/model/p
 
 * :class:`RetrievalProjection` maps the hidden states of the first k tokens (text side, GILL's
   ``ret_text_hidden_fcs`` in ``linear`` mode: one Linear, the first token's output kept) and the
-  library's image vectors (image side, PEGS / GILL ``visual_fc``) into one ``ret_dim`` space;
+  library's image vectors (image side, PEGS / GILL ``visual_fc``) into one ``ret_dim`` space; with
+  ``num_emotions`` > 0 (``sticker.key_emotion``, an addition to PEGS) a learned vector of the
+  sticker's emotion label is added to its image-side key before normalising;
 * :class:`InfoNCELoss` is the symmetric contrastive loss between the two (text -> image and
   image -> text cross-entropy over the batch, averaged), with the logit scale fixed at 1 / 0.07;
 * :class:`LibraryInfoNCELoss` is the text -> image variant against the whole library (an option,
@@ -39,22 +41,36 @@ class RetrievalProjection(nn.Module):
     (torch.Size([2, 4]), torch.Size([5, 4]))
     """
 
-    def __init__(self, hidden: int, image_dim: int, ret_dim: int = 256, pool: str = "first"):
+    def __init__(self, hidden: int, image_dim: int, ret_dim: int = 256, pool: str = "first", num_emotions: int = 0):
         super().__init__()
         if pool not in ("first", "mean"):
             raise ValueError(f"pool must be 'first' or 'mean', got {pool!r}")
         self.text_fc = nn.Linear(hidden, ret_dim)
         self.visual_fc = nn.Linear(image_dim, ret_dim)
         self.pool = pool
+        self.register_buffer("text_center", torch.zeros(hidden))
+        """Subtracted from the pooled hidden state before ``text_fc`` (zeros = PEGS; stage `sticker` sets it to the
+        training set's mean, so the projection sees what differs between replies and not the run's shared state)."""
+        self.emotion = nn.Embedding(num_emotions, ret_dim) if num_emotions else None
+        if self.emotion is not None:
+            nn.init.zeros_(self.emotion.weight)  # starts as PEGS's image-only key
 
     def text(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Hidden states of the k retrieval tokens ``[B, k, hidden]`` -> unit ``[B, ret_dim]``."""
         x = hidden_states[:, 0] if self.pool == "first" else hidden_states.mean(dim=1)
-        return F.normalize(self.text_fc(x.to(self.text_fc.weight.dtype)), dim=-1)
+        x = x.to(self.text_fc.weight.dtype) - self.text_center
+        return F.normalize(self.text_fc(x), dim=-1)
 
-    def image(self, image_vectors: torch.Tensor) -> torch.Tensor:
-        """Frozen image-encoder vectors ``[N, image_dim]`` -> unit ``[N, ret_dim]``."""
-        return F.normalize(self.visual_fc(image_vectors.to(self.visual_fc.weight.dtype)), dim=-1)
+    def pooled(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """What ``text`` reads before centring: [B, k, hidden] -> [B, hidden]."""
+        return hidden_states[:, 0] if self.pool == "first" else hidden_states.mean(dim=1)
+
+    def image(self, image_vectors: torch.Tensor, emotions: torch.Tensor | None = None) -> torch.Tensor:
+        """Frozen image-encoder vectors ``[N, image_dim]`` (+ emotion codes ``[N]``) -> unit ``[N, ret_dim]``."""
+        x = self.visual_fc(image_vectors.to(self.visual_fc.weight.dtype))
+        if self.emotion is not None and emotions is not None:
+            x = x + self.emotion(emotions.to(x.device))
+        return F.normalize(x, dim=-1)
 
     def forward(self, hidden_states: torch.Tensor, image_vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.text(hidden_states), self.image(image_vectors)

@@ -6,7 +6,7 @@ Only the new rows of the input embedding (and of the output head) train while th
 frozen: PEGS multiplies the other rows' gradients by 0 (``input_embeds_grad_mask``), which
 :func:`train_only_rows` does with a gradient hook. At decoding, GILL never samples ``[IMG2..r]``
 on their own and, once ``[IMG1]`` is sampled, forces the rest of the run
-(:class:`ImgRunForcer`), so a run is always whole and its r hidden states can be read.
+(:class:`ImgRunForcer` = :class:`elmd.inference.decoding.ForcedRun`), so a run is always whole and its r hidden states can be read.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+from elmd.inference.decoding import ForcedRun
 
 
 def img_token_names(r: int) -> list[str]:
@@ -54,37 +56,7 @@ def train_only_rows(weight: torch.nn.Parameter, rows: Sequence[int]):
     return weight.register_hook(lambda g: g * mask.to(g.dtype))
 
 
-class ImgRunForcer:
-    """GILL's decoding rule for the ``[IMG]`` run, applied step by step to a batch.
-
-    :meth:`logits` forbids ``[IMG2..r]`` in rows that are not inside a run (they may only follow
-    ``[IMG1]``); :meth:`step` takes the sampled tokens and returns the tokens to emit: a row that
-    is inside a run emits its next ``[IMG]`` whatever was sampled.
-    """
-
-    def __init__(self, img_ids: Sequence[int], batch_size: int, device=None):
-        self.ids = torch.as_tensor(list(img_ids), dtype=torch.long, device=device)
-        self.pos = torch.zeros(batch_size, dtype=torch.long, device=device)
-        """Per row: how many ``[IMG]`` tokens of the current run were emitted (0 = not in a run)."""
-
-    @property
-    def r(self) -> int:
-        return len(self.ids)
-
-    def logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """[B, V] next-token logits with ``[IMG2..r]`` at -inf outside a run."""
-        out = logits.clone()
-        outside = self.pos == 0
-        if self.r > 1 and outside.any():
-            rows = outside.nonzero(as_tuple=True)[0]
-            out[rows[:, None], self.ids[1:][None]] = float("-inf")
-        return out
-
-    def step(self, sampled: torch.Tensor) -> torch.Tensor:
-        """Sampled tokens [B] -> emitted tokens [B]; updates the run state."""
-        inside = self.pos > 0
-        out = sampled.clone()
-        out[inside] = self.ids[self.pos[inside]]
-        self.pos = torch.where(inside, self.pos + 1, (out == self.ids[0]).long())
-        self.pos = torch.where(self.pos >= self.r, torch.zeros_like(self.pos), self.pos)
-        return out
+ImgRunForcer = ForcedRun
+"""GILL's decoding rule for the ``[IMG]`` run (:class:`elmd.inference.decoding.ForcedRun`, which
+:func:`~elmd.inference.decoding.decode` applies with ``forced_run``): ``[IMG2..r]`` only inside a run,
+and a run once begun is emitted whole."""
