@@ -103,7 +103,8 @@ class ContextRetriever:
         return self.tfidf.predict_proba(texts, contexts)
 
     def encode(self, texts, batch_size=256, progress=False, with_probs=False, degenerate=None):
-        return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
+        z = np.stack([self.vectors[t] for t in texts]).astype(np.float32)
+        return (z, None) if with_probs else z
 
     def degenerate(self, texts):
         return np.zeros(len(texts), dtype=bool)
@@ -134,3 +135,32 @@ def test_search_and_demonstrations_read_the_history():
     labels = label_set_from_config(ELMDConfig().data.labels, None)
     demos = demonstrations_for(index, [sample(2, "嗯", "sad", hist), sample(3, "嗯", "sad")], labels)
     assert "回y" in demos[0] and "回x" in demos[1]
+
+
+def test_tuning_reads_the_valid_samples_history():
+    from retrieval.index import DemonstrationIndex
+    from retrieval.scoring import Scoring
+    from retrieval.tune import settings, tune_scoring
+
+    coef_ctx = np.zeros((2, 2, 2), np.float32)
+    coef_ctx[0, 1, 1] = 3.0  # previous turn 气 -> sad
+    coef_ctx[0, 0, 0] = 3.0  # previous turn 好 -> happy
+    clf = TfidfClassifier(["好", "气"], np.ones(2, np.float32), np.zeros((2, 2), np.float32), np.zeros(2, np.float32),
+                          NAMES, ngram=(1, 1), wb=False, coef_ctx=coef_ctx)
+    ang = lambda a: np.array([math.cos(math.radians(a)), math.sin(math.radians(a))])  # noqa: E731
+    retr = ContextRetriever({"x": ang(0), "y": ang(90), "嗯": ang(30), "啊": ang(60)}, clf)
+
+    def sample(i, text, emo, history=()):
+        return Sample(f"d{i}#0", f"d{i}", "s", "", list(history), Turn("A", text, emo), Turn("B", "回", emo))
+
+    index = DemonstrationIndex.build([sample(0, "x", "happy"), sample(1, "y", "sad")], retr)
+    # cosine answers x for 嗯 and y for 啊: both wrong; only the previous turns tell the emotions
+    valid = [sample(2, "嗯", "sad", [Turn("B", "气", None)]), sample(3, "啊", "happy", [Turn("B", "好", None)])]
+    grid = settings(pools=(5,), betas=(1.0,), priors=(0.0,), sources=("tfidf",))
+    res = tune_scoring(index, valid, "mean", min_f1_ratio=0.0, grid=grid)
+    assert res.cosine["utt_agree@1"] == 0.0 and res.valid["utt_agree@1"] == 1.0
+    assert res.scoring == Scoring("soft", 1.0, 5, 0.0, "tfidf")  # soft first in the grid; filter ties
+    # without history P is uniform: soft adds the same bonus to both (cosine order, 0 right); the
+    # filter's argmax of a tie is 'happy' for both queries (1 right of 2)
+    bare = tune_scoring(index, [sample(2, "嗯", "sad"), sample(3, "啊", "happy")], "mean", min_f1_ratio=0.0, grid=grid)
+    assert bare.scoring.mode == "filter" and bare.valid["utt_agree@1"] == 0.5
