@@ -3,15 +3,19 @@
 #   install (if needed) -> draw the sample's face videos -> prepare the splits -> train the
 #   emotional retriever -> build the demonstration index -> pre-train the tiny visual encoder on
 #   synthetic faces -> cache the video features ->
-#   train stage rep (with and without video) -> train stage eerg -> ablation and baseline models
-#   -> generate -> evaluate -> report (Table-2 and Table-3 style tables)
-# Everything lands in runs/sample/ (override with ELMD_RUN=dir).
+#   pre-train the tiny GLM on train-split dialogue text -> for each of 3 seeds: train stage rep (with
+#   and without video) -> stage eerg -> ablation and baseline models -> generate -> evaluate ->
+#   report (Table-2 and Table-3 style tables, mean ± sd over the seeds)
+# Everything lands in runs/sample/ (override with ELMD_RUN=dir; ELMD_SEEDS="0 1 2", ELMD_JOBS=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export PATH="$PWD/${ELMD_VENV:-.venv}/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 RUN="${ELMD_RUN:-runs/sample}"
+read -r -a SEEDS <<<"${ELMD_SEEDS:-0 1 2}"  # Tables 2 / 3 report mean ± sd over these training seeds
+FIRST=${SEEDS[0]}
+JOBS=${ELMD_JOBS:-2}
 Q=(--config tiny)
 T=("${Q[@]}" --set data.train="$RUN/data/train.jsonl" --set data.valid="$RUN/data/valid.jsonl"
    --set data.test="$RUN/data/test.jsonl" --set index.path="$RUN/index"
@@ -49,48 +53,57 @@ step "4. tiny ViT + Q-Former pre-trained on synthetic faces (stand-in for BLIP-2
 q elmd features pretrain-encoder --out "$RUN/vision" "${T[@]}"
 q elmd features extract --data data/sample/dialogues.jsonl "${T[@]}"
 
-step "5. stage rep (video Linear -> reply emotion) -> $RUN/rep, and rep w/o V -> $RUN/rep_wo_v"
-q elmd train --stage rep --overwrite "${T[@]}"
-q elmd train --stage rep --ablation wo_v --out "$RUN/rep_wo_v" --overwrite "${T[@]}"
-
-step "6. stage eerg (p-tuning v2 prefix + Linear from rep) -> $RUN/eerg"
-q elmd train --stage eerg --overwrite "${T[@]}"
-
-step "REP valid emotion accuracy (argmax over the label words' likelihood)"
-"${ELMD_VENV:-.venv}/bin/python" - "$RUN" <<'PY'
-import json, sys
-run = sys.argv[1]
-for name, what in (("rep", "with video"), ("rep_wo_v", "w/o V")):
-    meta = json.load(open(f"{run}/{name}/meta.json"))
-    print(f"  {what:>10}: {meta['final']['valid_accuracy']:.3f}")
-print(f"  label prior: {json.load(open(f'{run}/rep/meta.json'))['label_prior_accuracy']:.3f}")
-PY
-
-step "7. ablations (Table 3) and the text-only baseline model -> $RUN/ablations"
-for a in wo_ert wo_ssc; do  # retrievers without ERT / SSC and their indexes (index.path-wo_*)
-  flag="--no-${a#wo_}"
-  q elmd retriever train "$flag" --out "$RUN/retriever-$a" "${T[@]}"
+step "5-8. for each seed (${SEEDS[*]}; ELMD_SEEDS to change, ELMD_JOBS=$JOBS at a time): stage rep with and
+   without video, stage eerg (prefix + Linear from rep), the ablations and the text-only model, then
+   predictions of the test split and their scores. Seed $FIRST -> $RUN/{rep,rep_wo_v,eerg,ablations,eval},
+   other seeds -> $RUN/seeds/SEED/ (the retrievers and indexes are shared)"
+for a in wo_ert wo_ssc; do  # retrievers without ERT / SSC and their indexes (index.path-wo_*), for Table 3
+  q elmd retriever train "--no-${a#wo_}" --out "$RUN/retriever-$a" "${T[@]}"
   q elmd index build --retriever "$RUN/retriever-$a" --out "$RUN/index-$a" "${T[@]}"
 done
-for a in wo_erm wo_ert wo_ssc wo_v wo_rep; do
-  q elmd train --stage eerg --ablation "$a" --out "$RUN/ablations/$a" --overwrite "${T[@]}" | tail -n 1
-done
-q elmd train --stage eerg --ablation wo_v --out "$RUN/ablations/text_only" --overwrite "${T[@]}" \
-  --set prompt.use_demonstration=false --set train.init_from_rep=false | tail -n 1
 
-step "8. generate on the test split and evaluate -> $RUN/eval"
-rm -rf "$RUN/eval"  # predictions of the models just trained, not of an earlier run
-gen_eval elmd "ELMD (tiny)" "$RUN/eerg" none
-gen_eval text_only "text-only" "$RUN/ablations/text_only" text-only
-gen_eval single_frame "single-frame" "$RUN/ablations/wo_erm" single-frame
-gen_eval retrieval_only "retrieval-only" "$RUN/eerg" retrieval-only
-for a in wo_erm wo_ert wo_ssc wo_v wo_rep; do
-  gen_eval "$a" "w/o $(echo "${a#wo_}" | tr a-z A-Z)" "$RUN/ablations/$a" none
-done
+one_seed() {  # SEED: every model of Tables 2 / 3 trained and evaluated with this seed
+  local seed=$1 S="$RUN" a
+  [ "$seed" = "$FIRST" ] || S="$RUN/seeds/$seed"
+  local TS=("${T[@]}" --set train.seed="$seed" --set train.out="$S")
+  q elmd train --stage rep --overwrite "${TS[@]}" >/dev/null
+  q elmd train --stage rep --ablation wo_v --out "$S/rep_wo_v" --overwrite "${TS[@]}" >/dev/null
+  q elmd train --stage eerg --overwrite "${TS[@]}" >/dev/null
+  for a in wo_erm wo_ert wo_ssc wo_v wo_rep; do
+    q elmd train --stage eerg --ablation "$a" --out "$S/ablations/$a" --overwrite "${TS[@]}" >/dev/null
+  done
+  q elmd train --stage eerg --ablation wo_v --out "$S/ablations/text_only" --overwrite "${TS[@]}" \
+    --set prompt.use_demonstration=false --set train.init_from_rep=false >/dev/null
+  rm -rf "$S/eval"  # predictions of the models just trained, not of an earlier run
+  local G=(--set generate.seed="$seed")
+  gen_eval "$S" elmd "ELMD (tiny)" "$S/eerg" none "${G[@]}"
+  gen_eval "$S" text_only "text-only" "$S/ablations/text_only" text-only "${G[@]}"
+  gen_eval "$S" single_frame "single-frame" "$S/ablations/wo_erm" single-frame "${G[@]}"
+  gen_eval "$S" retrieval_only "retrieval-only" "$S/eerg" retrieval-only "${G[@]}"
+  for a in wo_erm wo_ert wo_ssc wo_v wo_rep; do
+    gen_eval "$S" "$a" "w/o $(echo "${a#wo_}" | tr a-z A-Z)" "$S/ablations/$a" none "${G[@]}"
+  done
+}
 
-step "9. Table 2 (models and baselines) and Table 3 (ablations) -> $RUN/report"
-elmd report --runs "$RUN"/eval/{elmd,text_only,single_frame,retrieval_only} \
-  --ablations "$RUN"/eval/{elmd,wo_erm,wo_ert,wo_ssc,wo_v,wo_rep} --out "$RUN/report"
+run_seeds one_seed
+
+step "REP valid emotion accuracy (argmax over the label words' likelihood), mean ± sd over ${#SEEDS[@]} seeds"
+"${ELMD_VENV:-.venv}/bin/python" - "${SEED_DIRS[@]}" <<'PY'
+import json, statistics, sys
+def acc(d, name):
+    return json.load(open(f"{d}/{name}/meta.json"))["final"]["valid_accuracy"]
+for name, what in (("rep", "rep with video"), ("rep_wo_v", "rep w/o V"), ("eerg", "eerg (ELMD)")):
+    vals = [acc(d, name) for d in sys.argv[1:]]
+    sd = f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
+    print(f"  {what:>15}: {statistics.mean(vals):.3f}{sd}   ({', '.join(f'{v:.3f}' for v in vals)})")
+meta = json.load(open(f"{sys.argv[1]}/eerg/meta.json"))
+print(f"  {'label prior':>15}: {meta['label_prior_accuracy']:.3f}")
+print(f"  eerg's predicted valid labels (first seed): {meta['final'].get('valid_predicted')}")
+PY
+
+step "9. Table 2 (models and baselines) and Table 3 (ablations), mean ± sd over the seeds -> $RUN/report"
+elmd report --runs $(each elmd text_only single_frame retrieval_only) \
+  --ablations $(each elmd wo_erm wo_ert wo_ssc wo_v wo_rep) --out "$RUN/report"
 
 step "done: what was produced"
 find "$RUN" -maxdepth 2 -type f -not -path '*/features/*' -not -path '*/checkpoints/*' -not -path '*/logs/*' | sort

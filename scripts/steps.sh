@@ -19,8 +19,29 @@ q() {
   return "$rc"
 }
 
-gen_eval() {  # FOLDER ROW-NAME CHECKPOINT BASELINE: predictions of the test split, then their scores
-  q elmd generate --checkpoint "$3" --data "$RUN/data/test.jsonl" --out "$RUN/eval/$1/preds.jsonl" \
-    --baseline "$4" --no-progress | tail -n 1
-  elmd evaluate --pred "$RUN/eval/$1/preds.jsonl" --out "$RUN/eval/$1" --name "$2" --no-progress
+gen_eval() {  # RUN-DIR FOLDER ROW-NAME CHECKPOINT BASELINE [--set ...]: test-split predictions, then their scores
+  local dir=$1 folder=$2 name=$3 ckpt=$4 baseline=$5
+  shift 5
+  q elmd generate --checkpoint "$ckpt" --data "$RUN/data/test.jsonl" --out "$dir/eval/$folder/preds.jsonl" \
+    --baseline "$baseline" --no-progress "$@" | tail -n 1
+  elmd evaluate --pred "$dir/eval/$folder/preds.jsonl" --out "$dir/eval/$folder" --name "$name" --no-progress
+}
+
+run_seeds() {  # FN: FN SEED for each of $SEEDS, $JOBS at a time (one thread each when parallel); sets SEED_DIRS
+  local t0=$SECONDS fail=0 seed job threads=${OMP_NUM_THREADS:-2}
+  [ "$JOBS" -gt 1 ] && threads=1
+  for seed in "${SEEDS[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || fail=1; done
+    (OMP_NUM_THREADS=$threads "$1" "$seed" >"$LOGS/seed-$seed.out"
+     echo "  seed $seed done ($((SECONDS - t0)) s)") &
+  done
+  for job in $(jobs -p); do wait "$job" || fail=1; done
+  [ "$fail" = 0 ] || { echo "a seed failed: see the step's error above and $LOGS/seed-*.out" >&2; exit 1; }
+  SEED_DIRS=("$RUN")
+  for seed in "${SEEDS[@]}"; do [ "$seed" = "$FIRST" ] || SEED_DIRS+=("$RUN/seeds/$seed"); done
+}
+
+each() {  # NAME...: the eval folders of these rows in every seed's run folder (for elmd report)
+  local d n
+  for d in "${SEED_DIRS[@]}"; do for n in "$@"; do echo "$d/eval/$n"; done; done
 }

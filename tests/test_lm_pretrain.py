@@ -151,6 +151,30 @@ def test_rows_follow_chatglm2_conventions(corpus):
     assert int((labels != -100).sum()) == sum(sum(v != -100 for v in r.labels) for r in (row, prompt, row))
 
 
+def test_video_rows_hold_the_emotion_word_in_the_video_span_and_learn_it(corpus):
+    from elmd.models.presets import tiny_tokenizer
+    from elmd.training import lm_data
+
+    dialogues = lm_data.read_corpus([corpus])
+    tok = tiny_tokenizer(lm_data.tokenizer_texts(dialogues), corpus.parent / "tok.model")
+    plain = lm_data.prompt_rows(dialogues[:1], tok, 256, seed=0)
+    video = lm_data.prompt_rows(dialogues[:1], tok, 256, seed=0, video_share=1.0, video_tokens=5)
+    assert len(video) == len(plain)
+    row, word = video[0], tok.encode("高兴")
+    text = tok.decode(row.ids)
+    # the span is where the prompt puts video tokens; it holds the word (repeated to fill 5 positions)
+    span = "".join(tok.decode([w]) for w in (word * 5)[:5])
+    assert span in text and text.index(span) < text.index("答：")
+    learnt = tok.decode([i for i, lab in zip(row.ids, row.labels) if lab != -100])
+    assert learnt.startswith("高兴\n")  # the emotion word is learnt in a video row, whatever emotion_loss says
+    assert all(tok.mask_id not in r.ids for r in video)
+    # a share: seeded, some rows with a span and some without
+    many = lm_data.read_corpus([corpus])
+    half = lm_data.prompt_rows(many, tok, 256, seed=0, video_share=0.5, video_tokens=5)
+    lengths = {len(a.ids) - len(b.ids) for a, b in zip(half, lm_data.prompt_rows(many, tok, 256, seed=0))}
+    assert 0 in lengths and len(lengths) > 1
+
+
 @pytest.mark.parametrize("override, key", [("lm_pretrain.kv_heads=3", "lm_pretrain.kv_heads"),
                                            ("lm_pretrain.heads=5", "lm_pretrain.heads"),
                                            ("lm_pretrain.heldout_share=0", "lm_pretrain.heldout_share")])

@@ -49,6 +49,15 @@ class LMPretrainConfig:
     emotion_loss: bool = False
     """In prompt rows, also predict the emotion word (False: the emotion stays for rep/eerg to
     decide from the video; the LM learns only to write a reply that fits a given emotion)."""
+    video_share: float = 0.5
+    """Share of the prompt rows that also carry a video span of ``video_tokens`` positions holding the
+    reply emotion word's tokens, with the loss on the emotion word: a stand-in for the visual-language
+    alignment pre-training (BLIP-2 / VisualGLM) that lets a real LLM read its visual tokens as
+    word-like input. Stage rep then learns a Linear that makes video features look like the word
+    of the emotion they show (0 = no such rows: a frozen tiny LM then ignores the video tokens and
+    rep cannot beat the label prior, BENCHMARKS.md "eerg keeps rep's emotion")."""
+    video_tokens: int = 36
+    """Positions of that span: the prompt's video tokens, m + Q (the tiny preset: 4 frames + 32 queries)."""
     eval_every: int = 50
     """Steps between held-out evaluations (also evaluated at the end)."""
     checkpoint_every: int = 100
@@ -70,6 +79,8 @@ class LMPretrainConfig:
         check_range(prefix, self, "weight_decay", 0)
         check_range(prefix, self, "heldout_share", 0, 0.5, lo_open=True)
         check_range(prefix, self, "prompt_share", 0, 1)
+        check_range(prefix, self, "video_share", 0, 1)
+        check_range(prefix, self, "video_tokens", 1)
         if self.hidden % self.heads or (self.hidden // self.heads) % 4:
             bad_value(prefix, "heads", self.heads, f"a divisor of hidden={self.hidden} leaving a head_dim divisible by 4")
         if self.heads % self.kv_heads:

@@ -18,6 +18,10 @@ shaped like the prompts it will be frozen under:
   format and to fit its reply to a *given* emotion, while which emotion to express stays for
   stages rep / eerg to learn from the video. This is what lets eerg's prefix start from a model
   that already writes `word \\n reply eos` after ``答：``.
+  A ``lm_pretrain.video_share`` of these rows also has the prompt's video span, its positions
+  holding the emotion word's tokens, with the loss on the word: the stand-in for BLIP-2 /
+  VisualGLM's alignment pre-training, after which the LM reads the video span (stage rep's
+  Linear then only has to make video features look like the word of their emotion).
 
 Rows are packed whole into blocks of ``seq_len`` tokens (a block is closed and right-padded when
 the next row does not fit; a row longer than a block is cut). Files named valid/test, or equal in
@@ -102,9 +106,11 @@ def dialogue_row(dialogue, tok) -> Row:
     return Row(ids, [IGNORE, IGNORE] + ids[2:])
 
 
-def prompt_rows(dialogues, tok, seq_len: int, seed: int, emotion_loss: bool = False, share: float = 1.0) -> list[Row]:
+def prompt_rows(dialogues, tok, seq_len: int, seed: int, emotion_loss: bool = False, share: float = 1.0,
+                video_share: float = 0.0, video_tokens: int = 36) -> list[Row]:
     """Stage eerg's prompt + `word \\n reply eos` for a seeded ``share`` of the samples of
-    ``dialogues`` (module docstring)."""
+    ``dialogues`` (module docstring); a seeded ``video_share`` of them with a video span holding
+    the emotion word (loss on the word in those rows)."""
     from elmd.data.labels import LabelSet
     from elmd.data.schema import build_samples
     from elmd.models.config import PromptConfig
@@ -125,18 +131,31 @@ def prompt_rows(dialogues, tok, seq_len: int, seed: int, emotion_loss: bool = Fa
             other = samples[rng.randrange(len(samples))]
             if other.dialogue_id != s.dialogue_id:
                 demo = f"参考回复（情绪：{labels.word(other.target_emotion)}）：{other.response.text}"
+        video = video_share > 0 and rng.random() < video_share
         try:
-            enc = encode_sample(s, demo, tok, labels, "eerg", 0, cfg, has_video=False)
+            enc = encode_sample(s, demo, tok, labels, "eerg", video_tokens if video else 0, cfg, has_video=video)
         except ElmdError:
             raise ConfigError(f"lm_pretrain.seq_len={seq_len} is too small for stage eerg's prompt — raise it "
                               "(>= 256) or set lm_pretrain.prompt_share=0") from None
         lab = enc["labels"]
-        if not emotion_loss:
+        if video:
+            enc["input_ids"] = word_in_video_span(enc, tok.encode(labels.word(s.target_emotion)))
+        if not (emotion_loss or video):
             start = next(i for i, v in enumerate(lab) if v != IGNORE)
             n_word = len(tok.encode(labels.word(s.target_emotion)))
             lab = lab[:start] + [IGNORE] * n_word + lab[start + n_word:]
         rows.append(Row(enc["input_ids"], lab))
     return rows
+
+
+def word_in_video_span(encoded: dict, word: list[int]) -> list[int]:
+    """``encoded``'s ids with its video positions filled by ``word``'s tokens, repeated."""
+    ids, k = list(encoded["input_ids"]), 0
+    for i, is_video in enumerate(encoded["video_mask"]):
+        if is_video:
+            ids[i] = word[k % len(word)]
+            k += 1
+    return ids
 
 
 def pack(rows: list[Row], seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

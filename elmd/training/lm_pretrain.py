@@ -126,7 +126,8 @@ def _train(paths, work: Path, cfg: LMPretrainConfig, key: str, progress: bool, o
     rows = [lm_data.dialogue_row(d, tok) for d in train_d]
     held_rows = {"dialogue": [lm_data.dialogue_row(d, tok) for d in held_d]}
     if cfg.prompt_share > 0:
-        rows += lm_data.prompt_rows(train_d, tok, cfg.seq_len, cfg.seed, cfg.emotion_loss, cfg.prompt_share)
+        rows += lm_data.prompt_rows(train_d, tok, cfg.seq_len, cfg.seed, cfg.emotion_loss, cfg.prompt_share,
+                                    cfg.video_share, cfg.video_tokens)
         held_rows["reply"] = lm_data.prompt_rows(held_d, tok, cfg.seq_len, cfg.seed, cfg.emotion_loss)
     held = {k: lm_data.pack(v, cfg.seq_len, tok.pad_id) for k, v in held_rows.items()}
     steps = total_steps(rows, cfg, tok.pad_id)
