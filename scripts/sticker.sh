@@ -24,7 +24,9 @@ D="$RUN/data"
 T=(--config tiny --set data.train="$D/train_stickers.jsonl" --set data.valid="$D/valid_stickers.jsonl"
    --set data.test="$D/test_stickers.jsonl" --set index.path="$RUN/index" --set vision.feature_cache="$RUN/features"
    --set vision.path="$RUN/vision" --set train.out="$RUN" --set sticker.library="$RUN/stickers"
-   --set sticker.sd_path="$RUN/tiny-sd")
+   --set sticker.sd_path="$RUN/tiny-sd" --set prompt.max_target_length=24)
+# max_target_length 24: the run follows at most 24 reply tokens in training, and generation gets room for it
+# (generate.max_new_tokens=40): the random tiny LM rarely ends a reply, so without it the run comes late if at all.
 TEXT_FROM="$RUN/eerg"
 [ -f "$RUN/ablations/wo_v/meta.json" ] && TEXT_FROM="$RUN/ablations/wo_v"
 
@@ -47,11 +49,11 @@ step "S3. generate the test split with --heads sticker (retrieve; the [IMG] proj
 rm -rf "$RUN/eval_sticker"
 for m in elmd:sticker text_only:sticker_text_only; do
   q elmd generate --checkpoint "$RUN/${m#*:}" --data "$D/test_stickers.jsonl" --out "$RUN/eval_sticker/${m%%:*}/preds.jsonl" \
-    --heads sticker --no-progress --set sticker.emotion_mode=ignore --set generate.max_new_tokens=64 | tail -n 1
+    --heads sticker --no-progress --set sticker.emotion_mode=ignore --set generate.max_new_tokens=40 | tail -n 1
   q elmd evaluate --pred "$RUN/eval_sticker/${m%%:*}/preds.jsonl" --out "$RUN/eval_sticker/${m%%:*}" --no-progress >/dev/null
 done
 q elmd generate --checkpoint "$RUN/sticker" --data "$D/test_stickers.jsonl" --out "$RUN/eval_sticker/generate/preds.jsonl" \
-  --heads sticker --no-progress --set sticker.backend=generate | tail -n 1
+  --heads sticker --no-progress --set sticker.backend=generate --set generate.max_new_tokens=40 | tail -n 1
 
 step "Sticker head on the test split (sticker emotion accuracy vs the reference reply's emotion)"
 "${ELMD_VENV:-.venv}/bin/python" - "$RUN" <<'PY'

@@ -8,5 +8,6 @@ Modules: :mod:`.config` (StickerConfig), :mod:`.draw` (the bundled sticker set),
 projection, InfoNCE, feature mapper, MSE), :mod:`.head_model` (the trainable part of stage `sticker`),
 :mod:`.diffusion` (Stable Diffusion), :mod:`.backends` (retrieve / generate / rag), :mod:`.head` (the
 head on replies), :mod:`.metrics` (Freq, emotion accuracy, recall@k, MMr / f-MMr), :mod:`.workflows`
-(what `elmd sticker ...` runs). README.md beside this file shows the commands.
+(what `elmd sticker ...` runs), :mod:`.objective` / :mod:`.stage` / :mod:`.validate` (stage `sticker`:
+targets, loss, training, teacher-forced validation), :mod:`.evaluate` (the scores `elmd evaluate` adds). README.md beside this file shows the commands.
 """
