@@ -33,7 +33,8 @@ import numpy as np
 
 from elmd.errors import ElmdError
 from elmd.io import atomic_write_bytes, atomic_write_json, atomic_write_jsonl
-from retrieval.scoring import Scoring, rank
+from retrieval.partition import EmotionPartition
+from retrieval.scoring import Scoring, adjust, rank
 from retrieval.tfidf import contexts_of
 
 _GPU_RESOURCES: list = []
@@ -131,6 +132,7 @@ class DemonstrationIndex:
         self.prior = counts / counts.sum() if counts.sum() else None  # emotion frequencies of the entries
         self.scoring = scoring or Scoring.from_dict(meta.get("scoring"))
         self.set_scoring(self.scoring)
+        self._partition = None  # per-emotion search of the whole-index filter, built on first use
 
     def set_scoring(self, scoring: Scoring) -> None:
         """Rank later searches with ``scoring``; emotion-aware scoring needs the retriever's emotion head."""
@@ -214,6 +216,30 @@ class DemonstrationIndex:
         allowed = (ids >= 0) & ~self._blocked[safe] & (self._dialogue[safe] != own[:, None])
         return scores, ids, allowed
 
+    def filter_candidates(self, q: np.ndarray, k: int, exclude_dialogue_ids, pred: np.ndarray):
+        """Candidates of 'filter' with a pool of the whole index (:mod:`retrieval.partition`): the top
+        entries of each query's predicted class ``pred``, then, for queries with fewer than k allowed
+        of those, the plain top entries of the other classes; None when the index cannot be partitioned."""
+        if self._partition is None:
+            self._partition = EmotionPartition.of(self.faiss, self._labels, self._blocked) or False
+        if not self._partition:
+            return None
+        n = len(q)
+        exclude = list(exclude_dialogue_ids) if exclude_dialogue_ids is not None else [None] * n
+        extra = self.max_per_dialogue if any(e is not None for e in exclude) else 0
+        cos, ids = self._partition.candidates(q, pred, k + extra)
+        own = np.array([self._codes.get(e, -1) if e is not None else -1 for e in exclude], dtype=np.int64)
+        allowed = (ids >= 0) & (self._dialogue[np.maximum(ids, 0)] != own[:, None])
+        need = np.flatnonzero(allowed.sum(axis=1) < k)
+        if len(need):  # the fallback: plain cosine order among the other classes
+            c2, i2, a2 = self.candidates(q[need], k, [exclude[i] for i in need])
+            a2 &= self._labels[np.maximum(i2, 0)] != pred[need][:, None]
+            w = cos.shape[1]
+            pad = lambda x, v: np.concatenate([x, np.full((n, i2.shape[1]), v, dtype=x.dtype)], axis=1)  # noqa: E731
+            cos, ids, allowed = pad(cos, -np.inf), pad(ids, -1), pad(allowed, False)
+            cos[need, w:], ids[need, w:], allowed[need, w:] = c2, i2, a2
+        return cos, ids, allowed
+
     def search_vectors(self, q: np.ndarray, k: int, exclude_dialogue_ids=None, probs: np.ndarray | None = None,
                        scoring: Scoring | None = None) -> list[list[Hit]]:
         """Top-k hits for query vectors ``q`` (N, D) ranked by ``scoring`` (default: the index's);
@@ -224,7 +250,12 @@ class DemonstrationIndex:
         scoring = scoring or self.scoring
         if len(q) == 0 or len(self) == 0:
             return [[] for _ in range(len(q))]
-        cos, ids, allowed = self.candidates(q, max(k, scoring.pool) if scoring.emotion_aware else k, exclude_dialogue_ids)
+        got = None
+        if scoring.mode == "filter" and scoring.pool >= len(self) and probs is not None:
+            got = self.filter_candidates(q, k, exclude_dialogue_ids, adjust(probs, self.prior, scoring.prior).argmax(1))
+        if got is None:
+            got = self.candidates(q, max(k, scoring.pool) if scoring.emotion_aware else k, exclude_dialogue_ids)
+        cos, ids, allowed = got
         labels = np.where(ids >= 0, self._labels[np.maximum(ids, 0)], -1)
         order, score = rank(cos, labels, allowed, probs, scoring, k, self.prior)
         out = []

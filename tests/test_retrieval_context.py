@@ -164,3 +164,40 @@ def test_tuning_reads_the_valid_samples_history():
     # filter's argmax of a tie is 'happy' for both queries (1 right of 2)
     bare = tune_scoring(index, [sample(2, "嗯", "sad"), sample(3, "啊", "happy")], "mean", min_f1_ratio=0.0, grid=grid)
     assert bare.scoring.mode == "filter" and bare.valid["utt_agree@1"] == 0.5
+
+
+def test_whole_index_filter_by_per_emotion_search_equals_the_generic_rerank():
+    from retrieval.scoring import Scoring
+    from test_retrieval_scoring import FakeRetriever
+
+    rng = np.random.default_rng(0)
+    emos = ["happy", "sad", None]
+    vecs, entries = {}, []
+    for i in range(40):
+        v = rng.normal(size=8)
+        vecs[f"e{i}"] = v / np.linalg.norm(v)
+        emo = "sad" if i % 9 == 0 else emos[i % 3 if i % 3 != 1 else 0]  # few sad, some unlabelled
+        entries.append(Sample(f"d{i % 7}#{i}", f"d{i % 7}", "s", "", [], Turn("A", f"e{i}", emo), Turn("B", f"r{i}", emo)))
+    queries = [f"q{j}" for j in range(12)]
+    for t in queries:
+        v = rng.normal(size=8)
+        vecs[t] = v / np.linalg.norm(v)
+    probs = {t: list(rng.dirichlet([1, 1])) for t in queries}
+    from retrieval.index import DemonstrationIndex
+
+    index = DemonstrationIndex.build(entries, FakeRetriever(vecs, probs))
+    q = np.stack([vecs[t] for t in queries]).astype(np.float32)
+    p = np.stack([probs[t] for t in queries]).astype(np.float32)
+    exclude = [f"d{j % 8}" if j % 8 < 7 else None for j in range(12)]  # d7 is no dialogue of the index
+    n_sad = sum(e.utterance.emotion == "sad" for e in entries)
+    for prior in (0.0, 1.0):
+        sc = Scoring("filter", 0.0, len(index), prior, "head")
+        for k in (1, 3, n_sad + 2):  # k beyond the sad entries: the fallback fills with the others
+            index._partition = None
+            fast = index.search_vectors(q, k, exclude, p, sc)
+            assert index._partition  # the per-emotion path was taken
+            index._partition = False  # generic: FAISS top-len(index), then the re-rank
+            slow = index.search_vectors(q, k, exclude, p, sc)
+            assert [[h.id for h in hs] for hs in fast] == [[h.id for h in hs] for hs in slow]
+            assert [[round(h.score, 5) for h in hs] for hs in fast] == [[round(h.score, 5) for h in hs] for hs in slow]
+            assert all(len(hs) == k for hs in fast)
