@@ -19,7 +19,10 @@ Queries may name their dialogue: entries of the same dialogue are then never ret
 **Degenerate entries** (empty u', or only characters the encoder never saw: all map to one constant
 vector that became the top hit of a third of all queries on CPED, issue 13) get a zero key and
 are never returned. Candidates are ranked by :func:`retrieval.scoring.rank`: plain cosine, or
-cosine plus an emotion bonus from the retriever's emotion classifier and the stored u' labels.
+cosine plus an emotion bonus from the retriever's emotion classifier and the stored u' labels;
+'filter' with a pool as large as the index searches each query's predicted emotion only
+(:mod:`retrieval.partition`). A search may pass each query's earlier turns (``histories``): their
+texts are the dialogue context of a TF-IDF emotion classifier fitted with it.
 """
 
 from __future__ import annotations

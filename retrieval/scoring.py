@@ -22,7 +22,9 @@ Scores are computed for the ``pool`` best cosine candidates (FAISS top-``pool``,
 same-dialogue exclusion may remove) and re-ranked. ``filter``'s bonus exceeds any cosine gap
 (cosines lie in [-1, 1]), so u' of the predicted emotion come first in cosine order and, when
 fewer than k candidates match (or none), the best remaining candidates follow in cosine order:
-the fallback is plain cosine retrieval. A u' without a label gets no bonus. Excluded entries
+the fallback is plain cosine retrieval. With ``pool`` >= the index size, 'filter' is the nearest u'
+of the predicted emotion, searched per emotion (:mod:`retrieval.partition`). A u' without a label
+gets no bonus. Excluded entries
 (the query's own dialogue, degenerate keys) get score -inf and are never returned.
 
 ``beta`` / ``pool`` / ``prior`` / ``source`` (soft) and ``pool`` / ``prior`` / ``source`` (filter) are
