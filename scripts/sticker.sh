@@ -41,19 +41,33 @@ q elmd sticker make-tiny-sd --out "$RUN/tiny-sd" --overwrite
 
 step "S2. stage sticker ([IMG1..8] rows + retrieval projection + feature mapper on eerg) -> $RUN/sticker,
    and without video (from $TEXT_FROM) -> $RUN/sticker_text_only"
-q elmd train --stage sticker --overwrite "${T[@]}" | tail -n 1
-q elmd train --stage sticker --ablation wo_v --out "$RUN/sticker_text_only" --overwrite "${T[@]}" \
-  --set sticker.init_from="$TEXT_FROM" | tail -n 1
+# the two trainings (and below the two generations) run side by side: one core each
+OMP_NUM_THREADS=1 q elmd train --stage sticker --overwrite "${T[@]}" >"$RUN/sticker.train.out" & elmd_pid=$!
+OMP_NUM_THREADS=1 q elmd train --stage sticker --ablation wo_v --out "$RUN/sticker_text_only" --overwrite "${T[@]}" \
+  --set sticker.init_from="$TEXT_FROM" >"$RUN/sticker_text_only.train.out" & text_pid=$!
+wait "$elmd_pid"
+wait "$text_pid"
+tail -q -n 1 "$RUN/sticker.train.out" "$RUN/sticker_text_only.train.out"
 
 step "S3. generate the test split with --heads sticker (retrieve; the [IMG] projection picks the sticker) -> $RUN/eval_sticker"
 rm -rf "$RUN/eval_sticker"
-for m in elmd:sticker text_only:sticker_text_only; do
-  q elmd generate --checkpoint "$RUN/${m#*:}" --data "$D/test_stickers.jsonl" --out "$RUN/eval_sticker/${m%%:*}/preds.jsonl" \
-    --heads sticker --no-progress --set sticker.emotion_mode=ignore --set generate.max_new_tokens=40 | tail -n 1
-  q elmd evaluate --pred "$RUN/eval_sticker/${m%%:*}/preds.jsonl" --out "$RUN/eval_sticker/${m%%:*}" --no-progress >/dev/null
+gen() {  # NAME CHECKPOINT [--set ...]: predictions of the test split with the sticker head
+  local name=$1 ckpt=$2
+  shift 2
+  q elmd generate --checkpoint "$ckpt" --data "$D/test_stickers.jsonl" --out "$RUN/eval_sticker/$name/preds.jsonl" \
+    --heads sticker --no-progress --set generate.max_new_tokens=40 "$@" >"$RUN/eval_sticker.$name.out"
+}
+OMP_NUM_THREADS=1 gen elmd "$RUN/sticker" --set sticker.emotion_mode=ignore & elmd_pid=$!
+OMP_NUM_THREADS=1 gen text_only "$RUN/sticker_text_only" --set sticker.emotion_mode=ignore & text_pid=$!
+wait "$elmd_pid"
+wait "$text_pid"
+gen generate "$RUN/sticker" --set sticker.backend=generate & gen_pid=$!  # PNG stickers from the tiny SD
+for m in elmd text_only; do
+  q elmd evaluate --pred "$RUN/eval_sticker/$m/preds.jsonl" --out "$RUN/eval_sticker/$m" --no-progress >/dev/null
 done
-q elmd generate --checkpoint "$RUN/sticker" --data "$D/test_stickers.jsonl" --out "$RUN/eval_sticker/generate/preds.jsonl" \
-  --heads sticker --no-progress --set sticker.backend=generate --set generate.max_new_tokens=40 | tail -n 1
+wait "$gen_pid"
+tail -q -n 1 "$RUN"/eval_sticker.{elmd,text_only,generate}.out
+rm -f "$RUN"/eval_sticker.*.out "$RUN"/sticker*.train.out
 
 step "Sticker head on the test split (sticker emotion accuracy vs the reference reply's emotion)"
 "${ELMD_VENV:-.venv}/bin/python" - "$RUN" <<'PY'

@@ -4,8 +4,8 @@ a reply that carries a sticker with ``[IMG1..r]``, and the hidden states of that
 
     elmd train --stage sticker --config tiny --set sticker.library=LIB [--set sticker.sd_path=SD] ...
 
-It starts from a stage `eerg` output (``sticker.init_from``, default ``<train.out>/eerg``): its
-prefix and video Linear are loaded and stay frozen (``sticker.train_base=false``) or train jointly
+It starts from a stage `eerg` output (``sticker.init_from``, default ``<train.out>/eerg``; its LLM
+and tokenizer unless ``llm.*`` names them): its prefix and video Linear are loaded and stay frozen (``sticker.train_base=false``) or train jointly
 (``true``). It adds r tokens after the LLM's vocabulary (:meth:`ELMDModel.attach_tokens`; only their
 input / output rows train, the LLM stays frozen), writes the run into the targets of the replies
 whose turn in ``data.train`` / ``data.valid`` carries a ``sticker`` (``elmd sticker attach``,
@@ -76,19 +76,21 @@ def check_eerg_output(folder: Path) -> dict:
     return meta
 
 
-def _with_eerg_tokenizer(cfg, folder: Path, meta: dict):
-    """``cfg`` reading the eerg output's tokenizer (the tiny preset would train another on other data)."""
+def _with_eerg_llm(cfg, folder: Path, meta: dict):
+    """``cfg`` reading the eerg output's LLM and tokenizer when it names none (the tiny preset would train
+    another tokenizer on other data; a pre-trained tiny LM is ``llm.path`` of the eerg run)."""
     from elmd.config import with_overrides
     from elmd.io import file_sha256
-
-    tok = folder / "tokenizer.model"
-    if not cfg.llm.tokenizer and not cfg.llm.path and cfg.llm.preset == "tiny":
-        return with_overrides(cfg, [f"llm.tokenizer={tok}"], "stage sticker")
-    want = meta.get("tokenizer", {}).get("sha256")
     from elmd.models.presets import load_tokenizer
+    from elmd.runs import run_config
 
+    if not cfg.llm.tokenizer and not cfg.llm.path:
+        llm = run_config(folder).llm
+        sets = [f"llm.tokenizer={folder / 'tokenizer.model'}"] + ([f"llm.path={llm.path}"] if llm.path else [])
+        return with_overrides(cfg, sets, "stage sticker")
+    want = meta.get("tokenizer", {}).get("sha256")
     if want and want != file_sha256(load_tokenizer(cfg).path):
-        raise ElmdError(f"{folder}: was trained with another tokenizer — set llm.tokenizer={tok}")
+        raise ElmdError(f"{folder}: was trained with another tokenizer — set llm.tokenizer={folder / 'tokenizer.model'}")
     return cfg
 
 
@@ -141,7 +143,7 @@ def setup(cfg, out: str | Path | None = None, encoder=None, show_progress: bool 
         raise ElmdError("stage sticker needs sticker.library — build one with `elmd sticker build-library`")
     folder = eerg_dir(cfg)
     eerg_meta = check_eerg_output(folder)
-    cfg = _with_eerg_tokenizer(cfg, folder, eerg_meta)
+    cfg = _with_eerg_llm(cfg, folder, eerg_meta)
     library = StickerLibrary.load(sc.library, _FingerprintOnly(sc, cfg.vision))
     gold = {name: response_stickers(getattr(cfg.data, name)) for name in ("train", "valid")}
     if not gold["train"]:
