@@ -82,6 +82,10 @@ class RetrieverConfig:
     """What tuning maximises on the valid split: 'utt_agree@1', 'macro_agree@1' or 'mean' of both."""
     min_f1_ratio: float = 0.95
     """Tuning keeps only scorings whose valid r' char-F1 is >= this ratio of plain cosine's."""
+    tune_whole_index: bool = False
+    """Tuning also tries 'filter' over the whole index (the nearest u' of the predicted emotion,
+    searched per emotion: retrieval/partition.py). Off by default: on CPED's valid split it ties
+    the tuned scorings (retrieval/README.md), so it was not made the default."""
 
     def check(self) -> None:
         """Raise ConfigError naming the key, value and allowed range for a bad setting."""

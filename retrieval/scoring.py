@@ -84,9 +84,10 @@ class Scoring:
 
     def describe(self) -> str:
         tail = (f" prior={self.prior:g}" if self.prior else "") + f" P={self.source}"
+        pool = "all" if self.pool >= 10 ** 9 else self.pool  # retrieval.tune.WHOLE_INDEX
         if self.mode == "soft":
-            return f"soft β={self.beta:g} pool={self.pool}{tail}"
-        return f"filter pool={self.pool}{tail}" if self.mode == "filter" else "cosine"
+            return f"soft β={self.beta:g} pool={pool}{tail}"
+        return f"filter pool={pool}{tail}" if self.mode == "filter" else "cosine"
 
 
 def resolve_scoring(rc, info: dict, sources: tuple[str, ...]) -> Scoring:

@@ -214,7 +214,7 @@ def _validate(retriever: Retriever, train, valid_samples, rc) -> dict:
     if not retriever.classifiers:
         return row
     tuned = tune_scoring(index, valid_samples, rc.tune_metric, rc.min_f1_ratio, rc.encode_batch_size,
-                         classifier=rc.emotion_classifier)
+                         classifier=rc.emotion_classifier, whole=rc.tune_whole_index)
     row.update({"scoring": tuned.scoring.to_dict(), **{f"tuned_{k}": v for k, v in tuned.valid.items()},
                 "tuned_objective": round(objective(tuned.valid, rc.tune_metric), 4)})
     if retriever.emotion_head is None:

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retrieval.metrics import emotion_agreement, macro_agreement, mean_char_f1
-from retrieval.scoring import Scoring, rank
+from retrieval.scoring import Scoring, adjust, rank
 from retrieval.tfidf import query_context
 
+WHOLE_INDEX = 1_000_000_000
+"""``pool`` of the whole-index filter (any pool >= the index size is the whole index)."""
 BETAS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 POOLS = (5, 10, 20, 50)
 PRIORS = (0.0, 0.25, 0.5, 1.0)
@@ -65,24 +67,28 @@ def top1_metrics(index, cos, ids, allowed, probs, scoring: Scoring, samples, f1_
             "r_char_f1": float(np.mean([cache[i, t] for i, t in enumerate(top)])) if top else 0.0}
 
 
-def settings(pools=POOLS, betas=BETAS, priors=PRIORS, sources=("head",)) -> list[Scoring]:
-    """Cosine first (it wins ties), then per source soft (prior x pool x beta) and filter (prior x pool)."""
+def settings(pools=POOLS, betas=BETAS, priors=PRIORS, sources=("head",), whole: bool = False) -> list[Scoring]:
+    """Cosine first (it wins ties), then per source soft (prior x pool x beta) and filter (prior x pool),
+    with ``whole`` also filter over the whole index (prior)."""
     out = [Scoring()]
     for src in sources:
         for prior in priors:
             for pool in pools:
                 out += [Scoring("soft", b, pool, prior, src) for b in betas] + [Scoring("filter", 0.0, pool, prior, src)]
+            if whole:
+                out.append(Scoring("filter", 0.0, WHOLE_INDEX, prior, src))
     return out
 
 
 def tune_scoring(index, samples, metric: str = "mean", min_f1_ratio: float = 0.95, batch_size: int = 256,
-                 grid: list[Scoring] | None = None, classifier: str = "auto") -> TuneResult:
+                 grid: list[Scoring] | None = None, classifier: str = "auto", whole: bool = False) -> TuneResult:
     """Search ``samples`` (valid) in ``index`` (train) and pick the best scoring (module docstring);
-    ``classifier``: 'auto' (every source the retriever has) or one source."""
+    ``classifier``: 'auto' (every source the retriever has) or one source; ``whole``: also the
+    whole-index filter (``retrieval.tune_whole_index``)."""
     samples = [s for s in samples if s.utterance.text.strip()]
     retriever = index.retriever
     sources = retriever.classifiers if classifier == "auto" else tuple(c for c in retriever.classifiers if c == classifier)
-    grid = grid or settings(sources=sources)
+    grid = grid or settings(sources=sources, whole=whole)
     texts = [s.utterance.text for s in samples]
     q, head = retriever.encode(texts, batch_size=batch_size, with_probs=True)
     contexts = [query_context(s.history, s.utterance.speaker) for s in samples]
@@ -91,11 +97,16 @@ def tune_scoring(index, samples, metric: str = "mean", min_f1_ratio: float = 0.9
     cands: dict[int, tuple] = {}
     rows, f1_cache = [], {}
     for sc in grid:
-        depth = sc.pool if sc.emotion_aware else 1
-        if depth not in cands:
-            cands[depth] = index.candidates(q, depth, exclude)
         if sc.emotion_aware and sc.source not in probs:
             continue
+        depth = sc.pool if sc.emotion_aware else 1
+        if sc.mode == "filter" and sc.pool >= len(index):  # per-emotion search, once per (source, prior)
+            depth = ("whole", sc.source, sc.prior)
+            if depth not in cands:
+                pred = adjust(probs[sc.source], index.prior, sc.prior).argmax(1)
+                cands[depth] = index.filter_candidates(q, 1, exclude, pred) or index.candidates(q, len(index), exclude)
+        if depth not in cands:
+            cands[depth] = index.candidates(q, depth, exclude)
         rows.append({"scoring": sc, **top1_metrics(index, *cands[depth], probs.get(sc.source), sc, samples, f1_cache)})
     cosine = next(r for r in rows if not r["scoring"].emotion_aware)
     floor = min_f1_ratio * cosine["r_char_f1"]
@@ -133,7 +144,7 @@ def tune_retriever(cfg, retriever_dir: str, data: str, valid: str) -> TuneResult
     index = DemonstrationIndex.build(read_samples(data, labels, cfg.data.max_samples), retriever, "Flat",
                                      rc.encode_batch_size)
     res = tune_scoring(index, read_samples(valid, labels, rc.max_valid), rc.tune_metric, rc.min_f1_ratio,
-                       rc.encode_batch_size, classifier=rc.emotion_classifier)
+                       rc.encode_batch_size, classifier=rc.emotion_classifier, whole=rc.tune_whole_index)
     retriever.info.update({"scoring": res.scoring.to_dict(), "scoring_valid": res.valid})
     atomic_write_json(Path(retriever_dir) / INFO_FILE, retriever.info)
     return res

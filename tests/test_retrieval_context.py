@@ -201,3 +201,26 @@ def test_whole_index_filter_by_per_emotion_search_equals_the_generic_rerank():
             assert [[h.id for h in hs] for hs in fast] == [[h.id for h in hs] for hs in slow]
             assert [[round(h.score, 5) for h in hs] for hs in fast] == [[round(h.score, 5) for h in hs] for hs in slow]
             assert all(len(hs) == k for hs in fast)
+
+
+def test_tuning_takes_the_whole_index_filter_only_when_asked_and_it_wins():
+    from retrieval.index import DemonstrationIndex
+    from retrieval.scoring import Scoring
+    from retrieval.tune import WHOLE_INDEX, settings, tune_scoring
+    from test_retrieval_scoring import FakeRetriever
+
+    ang = lambda a: np.array([math.cos(math.radians(a)), math.sin(math.radians(a))])  # noqa: E731
+    # 12 happy u' close to the query, the only sad one far away (beyond a pool of 5)
+    vecs = {f"h{i}": ang(i) for i in range(12)} | {"s": ang(80), "q": ang(5)}
+    entries = [Sample(f"d{i}#0", f"d{i}", "s", "", [], Turn("A", f"h{i}", "happy"), Turn("B", "好", "happy"))
+               for i in range(12)] + [Sample("ds#0", "ds", "s", "", [], Turn("A", "s", "sad"), Turn("B", "好", "sad"))]
+    index = DemonstrationIndex.build(entries, FakeRetriever(vecs, {"q": [0.1, 0.9]}))
+    valid = [Sample("dq#0", "dq", "s", "", [], Turn("A", "q", "sad"), Turn("B", "好", "sad"))]
+    kw = dict(pools=(5,), betas=(1.0,), priors=(0.0,), sources=("head",))
+    res = tune_scoring(index, valid, "mean", min_f1_ratio=0.0, grid=settings(**kw))
+    assert res.scoring == Scoring() and res.valid["utt_agree@1"] == 0.0  # nothing in the pool is sad
+    res = tune_scoring(index, valid, "mean", min_f1_ratio=0.0, grid=settings(**kw, whole=True))
+    assert res.scoring == Scoring("filter", 0.0, WHOLE_INDEX, 0.0, "head") and res.valid["utt_agree@1"] == 1.0
+    assert res.scoring.describe() == "filter pool=all P=head"
+    index.set_scoring(res.scoring)
+    assert index.search(["q"], 2)[0][0].utterance == "s"  # the search takes the same per-emotion path
