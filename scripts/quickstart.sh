@@ -5,7 +5,8 @@
 #   synthetic faces -> cache the video features ->
 #   pre-train the tiny GLM on train-split dialogue text -> for each of 3 seeds: train stage rep (with
 #   and without video) -> stage eerg -> ablation and baseline models -> generate -> evaluate ->
-#   report (Table-2 and Table-3 style tables, mean ± sd over the seeds)
+#   report (Table-2 and Table-3 style tables, mean ± sd over the seeds) -> the sticker head and the
+#   avatar head on the first seed's models (scripts/sticker.sh, scripts/avatar.sh)
 # Everything lands in runs/sample/ (override with ELMD_RUN=dir; ELMD_SEEDS="0 1 2", ELMD_JOBS=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -104,6 +105,12 @@ PY
 step "9. Table 2 (models and baselines) and Table 3 (ablations), mean ± sd over the seeds -> $RUN/report"
 elmd report --runs $(each elmd text_only single_frame retrieval_only) \
   --ablations $(each elmd wo_erm wo_ert wo_ssc wo_v wo_rep) --out "$RUN/report"
+
+step "10. the sticker head (stage sticker from $RUN/eerg, stickers retrieved for the test replies) -> $RUN/eval_sticker"
+RUN="$RUN" bash scripts/sticker.sh
+
+step "11. the avatar head (speech + talking face of test replies; prosody / lip-sync / closed-loop table) -> $RUN/avatar_eval"
+RUN="$RUN" bash scripts/avatar.sh
 
 step "done: what was produced"
 find "$RUN" -maxdepth 2 -type f -not -path '*/features/*' -not -path '*/checkpoints/*' -not -path '*/logs/*' | sort
