@@ -3,7 +3,7 @@
 #   install (if needed) -> draw the sample's face videos -> prepare the splits -> train the
 #   emotional retriever -> build the demonstration index -> pre-train the tiny visual encoder on
 #   synthetic faces -> cache the video features ->
-#   pre-train the tiny GLM on train-split dialogue text -> for each of 3 seeds: train stage rep (with
+#   (ELMD_LM=1: pre-train the tiny GLM on train-split dialogue text) -> for each of 3 seeds: train stage rep (with
 #   and without video) -> stage eerg -> ablation and baseline models -> generate -> evaluate ->
 #   report (Table-2 and Table-3 style tables, mean ± sd over the seeds) -> the sticker head and the
 #   avatar head on the first seed's models (scripts/sticker.sh, scripts/avatar.sh)
@@ -28,21 +28,23 @@ source scripts/steps.sh  # step banners; `q CMD` = CMD with stderr in $RUN/logs,
 step "1. face videos of the bundled sample (cached in data/sample/videos/)"
 elmd data make-videos --data data/sample/dialogues.jsonl
 
-step "2. canonical splits -> $RUN/data, split by situation (the sample tells each situation seven ways:
-   8 situations train, 2 valid, 2 test, so no test reply is in train; stats.json counts copies)"
+step "2. canonical splits -> $RUN/data. The sample tells each situation seven ways, so valid/test
+   replies that also occur in train lose their label (they stay as context; stats.json counts them)"
 q elmd data prepare --format jsonl --input data/sample/dialogues.jsonl --out "$RUN/data" "${Q[@]}" \
-  --split-by series --set 'data.split_ratios=[0.66,0.17,0.17]' --overwrite
+  --set data.unlabel_copies=true --overwrite
 
-CPED=../shared/data/cped/valid_split.csv
-LM_DATA=(--data "$RUN/data/train.jsonl")
-if [ -f "$CPED" ]; then  # real Chinese dialogue text for the tiny LM, when ../shared is there
-  q elmd data prepare --format cped --input "$CPED" --out "$RUN/cped_data" "${Q[@]}" --overwrite >/dev/null
-  LM_DATA+=(--data "$RUN/cped_data/train.jsonl")
+if [ "${ELMD_LM:-0}" = 1 ]; then  # opt-in: the frozen pre-trained tiny LM blocks the video path (README Status)
+  CPED=../shared/data/cped/valid_split.csv
+  LM_DATA=(--data "$RUN/data/train.jsonl")
+  if [ -f "$CPED" ]; then  # real Chinese dialogue text for the tiny LM, when ../shared is there
+    q elmd data prepare --format cped --input "$CPED" --out "$RUN/cped_data" "${Q[@]}" --overwrite >/dev/null
+    LM_DATA+=(--data "$RUN/cped_data/train.jsonl")
+  fi
+  step "2b. (ELMD_LM=1) the tiny GLM pre-trained as a causal LM on the train splits' dialogue text (the
+   sample's, and CPED's when ../shared/data/cped is there; cached by its inputs) -> $RUN/lm"
+  q elmd lm pretrain "${LM_DATA[@]}" --out "$RUN/lm" "${Q[@]}"
+  T+=(--set llm.path="$RUN/lm" --set llm.tokenizer="$RUN/lm/tokenizer.model")
 fi
-step "2b. the tiny GLM pre-trained as a causal LM on the train splits' dialogue text (the sample's, and
-   CPED's when ../shared/data/cped is there; cached by its inputs, a rerun reuses it) -> $RUN/lm"
-q elmd lm pretrain "${LM_DATA[@]}" --out "$RUN/lm" "${Q[@]}"
-T+=(--set llm.path="$RUN/lm" --set llm.tokenizer="$RUN/lm/tokenizer.model")
 
 step "3. emotional retriever (ERT + SSC + emotion head; search scoring tuned on valid) -> $RUN/retriever,
    demonstration index (emotion-aware scoring stored in its meta.json) -> $RUN/index"

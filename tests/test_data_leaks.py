@@ -53,3 +53,15 @@ def test_prepare_reports_leaks_and_the_sample_split_by_situation_has_none(tmp_pa
         assert by_series["leaks"][split]["near"] == 0 and by_series["leaks"][split]["replies"] > 30
     assert leak_warnings(by_series) == []
     assert json.loads((tmp_path / "s" / "stats.json").read_text())["leaks"]["test"]["exact"] == 0
+
+
+def test_unlabel_copies_leaves_a_leak_free_held_out_set_with_the_context_intact(tmp_path):
+    cfg = DataConfig(unlabel_copies=True)
+    stats = prepare("jsonl", SAMPLE, tmp_path / "u", cfg)
+    plain = prepare("jsonl", SAMPLE, tmp_path / "p", DataConfig())
+    for split in ("valid", "test"):
+        assert stats["leaks"][split]["near"] == 0
+        before, after = plain["splits"][split], stats["splits"][split]
+        assert after["samples"] == before["samples"] - stats["unlabelled_copies"][split] > 0
+        assert after["utterances"] == before["utterances"]  # the copied turns stay as context
+    assert stats["splits"]["train"] == plain["splits"]["train"]

@@ -22,6 +22,11 @@ class DataConfig:
     split_ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     """train/valid/test fractions used by `elmd data prepare`, summing to 1 (or whole parts such as
     [8, 1, 1]); the paper: 8:1:1."""
+    unlabel_copies: bool = False
+    """`prepare`: a valid/test reply with a verbatim or near copy (char-F1 >= 0.9) among the train
+    utterances loses its emotion label, so it stays context but is no longer a sample: a leak-free
+    held-out set for a corpus that repeats itself (the bundled sample tells each situation seven
+    ways). Counted in stats.json (``unlabelled_copies``)."""
     split_by: str = "dialogue"
     """Unit of the random split: 'dialogue' or 'series' (no series shared between splits)."""
     seed: int = 42

@@ -88,18 +88,46 @@ class _TrainTexts:
 def count_leaks(train: list[Dialogue], held_out: list[Dialogue], threshold: float = 0.9,
                 min_chars: int = 5) -> LeakCount:
     """How many replies of ``held_out``'s samples are copied (exactly / nearly) in ``train``."""
-    texts = _TrainTexts([t.text for d in train for t in d.turns])
+    kinds = _copy_kinds(train, held_out, threshold, min_chars)
     replies = [_norm(s.response.text) for s in build_samples(held_out)]
-    exact = near = short = 0
     examples = []
-    for r in replies:
-        if len(r) < min_chars:
-            short += r in texts.exact
-            continue
-        is_exact = r in texts.exact
-        is_near = is_exact or (bool(r) and texts.has_near(r, threshold))
-        exact += is_exact
-        near += is_near
-        if is_near and len(examples) < 3 and r not in examples:
+    for r, kind in zip(replies, kinds.values()):
+        if kind in ("exact", "near") and len(examples) < 3 and r not in examples:
             examples.append(r)
-    return LeakCount(len(replies), exact, near, threshold, short=short, min_chars=min_chars, examples=examples)
+    values = list(kinds.values())
+    return LeakCount(len(replies), values.count("exact"), values.count("exact") + values.count("near"), threshold,
+                     short=values.count("short"), min_chars=min_chars, examples=examples)
+
+
+def _copy_kinds(train, held_out, threshold: float, min_chars: int) -> dict[str, str | None]:
+    """Sample id -> 'exact' / 'near' / 'short' (a short reply with a verbatim copy) / None."""
+    texts = _TrainTexts([t.text for d in train for t in d.turns])
+    out = {}
+    for s in build_samples(held_out):
+        r = _norm(s.response.text)
+        if len(r) < min_chars:
+            out[s.sample_id] = "short" if r in texts.exact else None
+        elif r in texts.exact:
+            out[s.sample_id] = "exact"
+        else:
+            out[s.sample_id] = "near" if r and texts.has_near(r, threshold) else None
+    return out
+
+
+def unlabel_copies(train: list[Dialogue], held_out: list[Dialogue], threshold: float = 0.9,
+                   min_chars: int = 5) -> tuple[list[Dialogue], int]:
+    """``held_out`` with the emotion of every copied reply (exact or near) removed, so that it is
+    context but no longer a sample (:func:`~elmd.data.schema.build_samples` skips unlabelled replies);
+    returns the dialogues and how many replies lost their label."""
+    import copy
+
+    kinds = _copy_kinds(train, held_out, threshold, min_chars)
+    out, n = [], 0
+    for d in held_out:
+        d = copy.deepcopy(d)
+        for i in range(len(d.turns) - 1):
+            if kinds.get(f"{d.dialogue_id}#{i}") in ("exact", "near"):
+                d.turns[i + 1].emotion = None
+                n += 1
+        out.append(d)
+    return out, n

@@ -26,7 +26,7 @@ from elmd.data.config import DataConfig
 from elmd.data.cped import read_cped
 from elmd.data.jsonl import read_dialogues
 from elmd.data.labels import LabelSet, label_set_from_config
-from elmd.data.leaks import count_leaks
+from elmd.data.leaks import count_leaks, unlabel_copies
 from elmd.data.m3ed import read_m3ed
 from elmd.data.schema import Dialogue, build_samples
 from elmd.data.split import SPLITS, split_dialogues
@@ -111,6 +111,10 @@ def prepare(fmt: str, input_path: str | Path, out: str | Path, cfg: DataConfig, 
         labels = LabelSet(labels.ids + ("negative-other",), labels.names)
     dialogues = load_corpus(fmt, input_path, labels, keep_negative_other, video_template, encoding)
     splits = split_dialogues(dialogues, cfg.split_ratios, cfg.split_by, cfg.seed)
+    unlabelled = {}
+    if cfg.unlabel_copies:
+        for name in SPLITS[1:]:
+            splits[name], unlabelled[name] = unlabel_copies(splits["train"], splits[name])
     stats = {
         "format": fmt,
         "input": str(input_path),
@@ -123,6 +127,8 @@ def prepare(fmt: str, input_path: str | Path, out: str | Path, cfg: DataConfig, 
         "splits": {name: split_stats(part) for name, part in splits.items()},
         "leaks": {name: count_leaks(splits["train"], splits[name]).to_dict() for name in SPLITS[1:]},
     }
+    if cfg.unlabel_copies:
+        stats["unlabelled_copies"] = unlabelled
     rows = {name: _portable(splits[name], Path(input_path).parent, out) for name in SPLITS}
     if not overwrite:
         _refuse_other_splits(out, rows)
