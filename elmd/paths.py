@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 PATH_KEYS = ("data.train", "data.valid", "data.test", "index.path", "llm.path", "llm.tokenizer", "vision.path",
-             "vision.feature_cache", "train.out", "train.rep_dir", "retrieval.encoder")
+             "vision.feature_cache", "train.out", "train.rep_dir", "retrieval.encoder", "sticker.library",
+             "sticker.modules", "sticker.sd_path", "sticker.init_from", "sticker.encoder_path")
 """Config fields holding file or folder paths ('' = unset; ``retrieval.encoder`` may be a name)."""
 
 MAX_UP = 2
