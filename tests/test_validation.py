@@ -58,7 +58,7 @@ MORE_CASES = [
     ("retrieval.device=gpu", "retrieval.device='gpu' ", "cuda:N"),
     ("index.k=0", "index.k=0 ", ">= 1"),
     ("sticker.top_k=0", "sticker.top_k=0 ", "> 0"),
-    ("sticker.mapper_heads=3", "sticker.mapper_hidden=512 ", "a multiple of mapper_heads (3)"),
+    ("sticker.mapper_heads=3", "sticker.mapper_hidden=32 ", "a multiple of mapper_heads (3)"),
 ]
 
 
