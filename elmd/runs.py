@@ -64,6 +64,19 @@ def read_meta(folder: str | Path) -> dict:
         raise ElmdError(f"{out / 'meta.json'}: is not valid JSON — the folder is damaged; train the stage again") from None
 
 
+def stage_output_meta(folder: str | Path, stage: str, missing: str, key: str) -> dict:
+    """The meta of ``stage``'s output in ``folder``; one-line ElmdErrors when there is none
+    (``missing``: the rest of that message) or it is another stage's (``key``: the setting to fix)."""
+    folder = Path(folder)
+    if not (folder / "trainable.safetensors").is_file():
+        raise ElmdError(f"{folder}: no {stage} output {missing}")
+    meta = read_meta(folder)
+    if meta.get("stage") != stage:
+        article = "an" if stage[0] in "aeiou" else "a"
+        raise ElmdError(f"{folder}: is a '{meta.get('stage')}' output, not {article} {stage} output — set {key} to one")
+    return meta
+
+
 def load_trainable(folder: str | Path) -> dict[str, torch.Tensor]:
     """The trainable tensors of an output folder (or of one of its checkpoints/step-* folders)."""
     from safetensors.torch import load_file

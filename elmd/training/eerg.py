@@ -21,7 +21,7 @@ from pathlib import Path
 
 from elmd.errors import ElmdError
 from elmd.io import file_sha256
-from elmd.runs import read_meta
+from elmd.runs import stage_output_meta
 from elmd.training.session import Session, open_session, run
 from elmd.training.session import validate as _validate
 
@@ -37,13 +37,9 @@ def rep_dir(cfg: ELMDConfig) -> Path:
 
 def check_rep_output(folder: Path) -> dict:
     """The meta of the rep output in ``folder``; a one-line ElmdError when there is none."""
-    if not (folder / "trainable.safetensors").is_file():
-        raise ElmdError(f"{folder}: no rep output to initialise the video Linear from — run `elmd train --stage rep` "
-                        "first, point train.rep_dir at its folder, or set train.init_from_rep=false (w/o REP)")
-    meta = read_meta(folder)
-    if meta.get("stage") != "rep":
-        raise ElmdError(f"{folder}: is a '{meta.get('stage')}' output, not a rep output — set train.rep_dir to the rep folder")
-    return meta
+    return stage_output_meta(folder, "rep", "to initialise the video Linear from — run `elmd train --stage rep` first, "
+                             "point train.rep_dir at its folder, or set train.init_from_rep=false (w/o REP)",
+                             "train.rep_dir")
 
 
 def load_rep_linear(s: Session, folder: Path) -> dict:

@@ -65,15 +65,10 @@ def eerg_dir(cfg) -> Path:
 
 def check_eerg_output(folder: Path) -> dict:
     """The meta of the eerg output in ``folder``; a one-line ElmdError when there is none."""
-    from elmd.runs import read_meta
+    from elmd.runs import stage_output_meta
 
-    if not (folder / "trainable.safetensors").is_file():
-        raise ElmdError(f"{folder}: no eerg output to start stage sticker from — run `elmd train --stage eerg` first "
-                        "or point sticker.init_from at its folder")
-    meta = read_meta(folder)
-    if meta.get("stage") != "eerg":
-        raise ElmdError(f"{folder}: is a '{meta.get('stage')}' output, not an eerg output — set sticker.init_from to one")
-    return meta
+    return stage_output_meta(folder, "eerg", "to start stage sticker from — run `elmd train --stage eerg` first "
+                             "or point sticker.init_from at its folder", "sticker.init_from")
 
 
 def _with_eerg_llm(cfg, folder: Path, meta: dict):
