@@ -28,15 +28,24 @@ gen_eval() {  # RUN-DIR FOLDER ROW-NAME CHECKPOINT BASELINE [--set ...]: test-sp
 }
 
 run_seeds() {  # FN: FN SEED for each of $SEEDS, $JOBS at a time (one thread each when parallel); sets SEED_DIRS
-  local t0=$SECONDS fail=0 seed job threads=${OMP_NUM_THREADS:-2}
-  [ "$JOBS" -gt 1 ] && threads=1
+  local t0=$SECONDS seed threads k=0 n=${#SEEDS[@]}
+  rm -f "$LOGS"/seed-*.ok
   for seed in "${SEEDS[@]}"; do
-    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || fail=1; done
-    (OMP_NUM_THREADS=$threads "$1" "$seed" >"$LOGS/seed-$seed.out"
-     echo "  seed $seed done ($((SECONDS - t0)) s)") &
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+    k=$((k + 1)); threads=1  # a seed that runs alone at the end gets the threads of all jobs
+    if [ "$JOBS" -le 1 ] || { [ "$k" -eq "$n" ] && [ $((n % JOBS)) -eq 1 ]; }; then threads=${OMP_NUM_THREADS:-$(nproc)}; fi
+    (  # set -e holds here: the seed's first failing step ends it, before its .ok
+      OMP_NUM_THREADS=$threads "$1" "$seed" >"$LOGS/seed-$seed.out"
+      touch "$LOGS/seed-$seed.ok"
+      echo "  seed $seed done ($((SECONDS - t0)) s)" ) &
   done
-  for job in $(jobs -p); do wait "$job" || fail=1; done
-  [ "$fail" = 0 ] || { echo "a seed failed: see the step's error above and $LOGS/seed-*.out" >&2; exit 1; }
+  wait || true
+  local failed=()
+  for seed in "${SEEDS[@]}"; do [ -f "$LOGS/seed-$seed.ok" ] || failed+=("$seed"); done
+  if [ "${#failed[@]}" -gt 0 ]; then
+    echo "seed(s) ${failed[*]} failed: see the step's error above and $LOGS/seed-*.out" >&2
+    exit 1
+  fi
   SEED_DIRS=("$RUN")
   for seed in "${SEEDS[@]}"; do [ "$seed" = "$FIRST" ] || SEED_DIRS+=("$RUN/seeds/$seed"); done
 }
