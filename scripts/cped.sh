@@ -9,6 +9,7 @@
 #   ELMD_RUN=dir     where everything goes (default runs/cped)
 #   CPED_SAMPLES=n   cap the samples per split (default 0 = all)
 #   ELMD_SEEDS="0 1 2"  training / sampling seeds of the tables (mean ± sd); ELMD_JOBS=2 seeds at a time
+#   ELMD_LM=1        use a tiny LM pre-trained on CPED's train split (elmd lm pretrain) instead of the random one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -34,9 +35,11 @@ step "1. CPED's splits -> $RUN/data (13 emotions mapped to M3ED's 7; text only)"
 q elmd data prepare --format cped --input "$CSV" --out "$RUN/data" --config tiny
 echo "   no videos: stages run with vision.use_video=false; stage rep (video Linear only) is skipped"
 
-step "1b. the tiny GLM pre-trained as a causal LM on CPED's train split (cached) -> $RUN/lm"
-q elmd lm pretrain --data "$RUN/data/train.jsonl" --out "$RUN/lm" --config tiny
-T+=(--set llm.path="$RUN/lm" --set llm.tokenizer="$RUN/lm/tokenizer.model")
+if [ "${ELMD_LM:-0}" = 1 ]; then  # opt-in: readable replies, but each eerg takes ~13 min instead of ~2 (BENCHMARKS.md)
+  step "1b. (ELMD_LM=1) the tiny GLM pre-trained as a causal LM on CPED's train split (cached) -> $RUN/lm"
+  q elmd lm pretrain --data "$RUN/data/train.jsonl" --out "$RUN/lm" --config tiny
+  T+=(--set llm.path="$RUN/lm" --set llm.tokenizer="$RUN/lm/tokenizer.model")
+fi
 
 step "2. emotional retrievers (ERT + SSC, w/o ERT, w/o SSC) and their indexes"
 q elmd retriever train --out "$RUN/retriever" "${T[@]}"
