@@ -89,28 +89,29 @@ def count_leaks(train: list[Dialogue], held_out: list[Dialogue], threshold: floa
                 min_chars: int = 5) -> LeakCount:
     """How many replies of ``held_out``'s samples are copied (exactly / nearly) in ``train``."""
     kinds = _copy_kinds(train, held_out, threshold, min_chars)
-    replies = [_norm(s.response.text) for s in build_samples(held_out)]
     examples = []
-    for r, kind in zip(replies, kinds.values()):
-        if kind in ("exact", "near") and len(examples) < 3 and r not in examples:
-            examples.append(r)
-    values = list(kinds.values())
-    return LeakCount(len(replies), values.count("exact"), values.count("exact") + values.count("near"), threshold,
-                     short=values.count("short"), min_chars=min_chars, examples=examples)
+    for _, reply, kind in kinds:
+        if kind in ("exact", "near") and len(examples) < 3 and reply not in examples:
+            examples.append(reply)
+    count = {k: sum(1 for *_, kind in kinds if kind == k) for k in ("exact", "near", "short")}
+    return LeakCount(len(kinds), count["exact"], count["exact"] + count["near"], threshold,
+                     short=count["short"], min_chars=min_chars, examples=examples)
 
 
-def _copy_kinds(train, held_out, threshold: float, min_chars: int) -> dict[str, str | None]:
-    """Sample id -> 'exact' / 'near' / 'short' (a short reply with a verbatim copy) / None."""
+def _copy_kinds(train, held_out, threshold: float, min_chars: int) -> list[tuple[str, str, str | None]]:
+    """(sample id, normalised reply, kind) per sample of ``held_out``; kind = 'exact' / 'near' /
+    'short' (a short reply with a verbatim copy) / None."""
     texts = _TrainTexts([t.text for d in train for t in d.turns])
-    out = {}
+    out = []
     for s in build_samples(held_out):
         r = _norm(s.response.text)
         if len(r) < min_chars:
-            out[s.sample_id] = "short" if r in texts.exact else None
+            kind = "short" if r in texts.exact else None
         elif r in texts.exact:
-            out[s.sample_id] = "exact"
+            kind = "exact"
         else:
-            out[s.sample_id] = "near" if r and texts.has_near(r, threshold) else None
+            kind = "near" if r and texts.has_near(r, threshold) else None
+        out.append((s.sample_id, r, kind))
     return out
 
 
@@ -121,12 +122,12 @@ def unlabel_copies(train: list[Dialogue], held_out: list[Dialogue], threshold: f
     returns the dialogues and how many replies lost their label."""
     import copy
 
-    kinds = _copy_kinds(train, held_out, threshold, min_chars)
+    copied = {sid for sid, _, kind in _copy_kinds(train, held_out, threshold, min_chars) if kind in ("exact", "near")}
     out, n = [], 0
     for d in held_out:
         d = copy.deepcopy(d)
         for i in range(len(d.turns) - 1):
-            if kinds.get(f"{d.dialogue_id}#{i}") in ("exact", "near"):
+            if f"{d.dialogue_id}#{i}" in copied:
                 d.turns[i + 1].emotion = None
                 n += 1
         out.append(d)

@@ -166,7 +166,7 @@ def leak_warnings(stats: dict) -> list[str]:
             lines.append(f"warning: {leak['near']} of {leak['replies']} {name} replies have a copy in train "
                          f"({leak['exact']} verbatim, {leak['near'] - leak['exact']} more at char-F1 >= {leak['threshold']}; e.g. "
                          f"'{leak['examples'][0]}') — retrieval and memorising models will look better than they are; "
-                         "split by situation with --split-by series if the corpus repeats them")
+                         "drop their labels with --set data.unlabel_copies=true, or split by situation with --split-by series")
     return lines
 
 
